@@ -1,0 +1,1 @@
+"""Language Embedded Radiance Fields in plain PyTorch."""

@@ -1,0 +1,32 @@
+"""lerf: Language Embedded Radiance Fields, standalone PyTorch reproduction.
+
+Optional backend: tinycudann (not on PyPI). Install it from its repository on a CUDA machine
+(`pip install git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch`);
+`backend=auto` then picks it up. Without it the hash grid uses our torch reference on CPU and
+our Triton kernel on CUDA.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="lerf",
+    version="0.1.0",
+    description="Language Embedded Radiance Fields (LERF) in plain PyTorch",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lerf", "lerf.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "imageio>=2.31",
+        "hydra-core>=1.3,<1.4",
+        "tensorboard>=2.14",
+        "jaxtyping>=0.2.25",
+        "tqdm>=4.66",
+        "matplotlib>=3.7",
+        "open_clip_torch>=2.23",
+        "timm>=0.9",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "beartype>=0.16"],
+        "sweep": ["hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2", "submitit>=1.5"],
+    },
+)
