@@ -1,0 +1,63 @@
+"""Write evaluation results as JSON (for tools) and a markdown table (for people)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-markdown table; floats to 4 decimals, None as "-".
+
+    Example: markdown_table(["a", "b"], [[1, 0.5]]) ->
+    "| a | b |\\n| --- | --- |\\n| 1 | 0.5000 |"
+    """
+
+    def cell(v: object) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return "inf" if math.isinf(v) else f"{v:.4f}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def format_table(result: dict) -> str:
+    """Markdown for a ``summarize_localization`` or ``summarize_segmentation`` result.
+
+    One summary table per scene, then one per-query (localization) or per-category
+    (segmentation) table per scene.
+    """
+    if "miou" in result:
+        title, key, per_name, per_key = "Segmentation (lerf_ovs)", "miou", "category", "per_category"
+        headline = f"mIoU {result['miou']:.4f}"
+    elif "overall" in result:
+        title, key, per_name, per_key = "Localization", "overall", "query", "per_query"
+        headline = f"accuracy {result['overall']:.4f}"
+    else:
+        raise ValueError("result has neither 'miou' (segmentation) nor 'overall' (localization)")
+    metric = "mIoU" if key == "miou" else "accuracy"
+    parts = [
+        f"## {title}: {headline} over {result.get('num_queries', '?')} queries",
+        "",
+        markdown_table(["scene", metric], [[s or "(scene)", v] for s, v in result["per_scene"].items()]),
+    ]
+    if len(result["per_scene"]) > 1:
+        parts += ["", f"mean over scenes: {result['mean_over_scenes']:.4f}"]
+    for scene, values in result.get(per_key, {}).items():
+        parts += ["", f"### {scene or 'scene'}: per {per_name}", ""]
+        parts.append(markdown_table([per_name, metric], [[q, v] for q, v in values.items()]))
+    return "\n".join(parts) + "\n"
+
+
+def write_report(result: dict, json_path: str | Path, table_path: str | Path) -> None:
+    """Write ``result`` as indented JSON and its ``format_table`` markdown; make parent folders."""
+    json_path, table_path = Path(json_path), Path(table_path)
+    for p in (json_path, table_path):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    table_path.write_text(format_table(result))
