@@ -1,0 +1,103 @@
+"""Pinhole / OpenCV cameras and ray generation (nerfstudio's OpenGL convention).
+
+Frames: `c2w` maps camera to world; the camera looks down its -z axis with +y up and +x right
+(OpenGL, as in nerfstudio's transforms.json). Pixel (row i, col j) has its centre at continuous
+image coordinates (u = j + 0.5, v = i + 0.5), u to the right and v down.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+CAMERA_MODELS = ("PINHOLE", "OPENCV")
+
+
+@dataclass
+class Cameras:
+    """A batch of cameras; every tensor has the camera index as its first dimension."""
+
+    c2w: Float[Tensor, "n 3 4"]
+    fx_px: Float[Tensor, " n"]
+    fy_px: Float[Tensor, " n"]
+    cx_px: Float[Tensor, " n"]
+    cy_px: Float[Tensor, " n"]
+    width: int
+    height: int
+    # OpenCV radial/tangential coefficients (k1, k2, p1, p2); zeros for PINHOLE.
+    distortion: Float[Tensor, "n 4"]
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+    def to(self, device: torch.device | str) -> "Cameras":
+        return Cameras(self.c2w.to(device), self.fx_px.to(device), self.fy_px.to(device),
+                       self.cx_px.to(device), self.cy_px.to(device), self.width, self.height,
+                       self.distortion.to(device))
+
+    def subset(self, index: list[int]) -> "Cameras":
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return Cameras(self.c2w[idx], self.fx_px[idx], self.fy_px[idx], self.cx_px[idx], self.cy_px[idx],
+                       self.width, self.height, self.distortion[idx])
+
+
+def distort(x: Tensor, y: Tensor, k: Float[Tensor, "... 4"]) -> tuple[Tensor, Tensor]:
+    """OpenCV distortion of normalised image coordinates (k1, k2, p1, p2).
+
+    Example: k = (0.1, 0, 0, 0), (x, y) = (1, 0) -> r^2 = 1, radial = 1.1 -> (1.1, 0).
+    """
+    k1, k2, p1, p2 = k.unbind(-1)
+    r2 = x * x + y * y
+    radial = 1 + k1 * r2 + k2 * r2 * r2
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return xd, yd
+
+
+def undistort(xd: Tensor, yd: Tensor, k: Float[Tensor, "... 4"], iters: int = 20) -> tuple[Tensor, Tensor]:
+    """Invert `distort` by fixed-point iteration (the scheme of OpenCV's undistortPoints)."""
+    k1, k2, p1, p2 = k.unbind(-1)
+    x, y = xd.clone(), yd.clone()
+    for _ in range(iters):
+        r2 = x * x + y * y
+        radial = 1 + k1 * r2 + k2 * r2 * r2
+        dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+        dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+        x = (xd - dx) / radial
+        y = (yd - dy) / radial
+    return x, y
+
+
+def camera_rays(
+    cameras: Cameras, cam_idx: Tensor, u: Float[Tensor, " r"], v: Float[Tensor, " r"]
+) -> tuple[Float[Tensor, "r 3"], Float[Tensor, "r 3"], Float[Tensor, " r"]]:
+    """World-space rays through continuous pixel coordinates (u, v) of cameras `cam_idx`.
+
+    Returns origins, unit directions, and `z_per_t`: camera-z depth per unit distance along the
+    ray (1 on the optical axis), so z_depth = t * z_per_t.
+
+    Example: a camera at the origin with identity rotation, fx = fy = 100, cx = cy = 50: the
+    pixel centre (u, v) = (50, 50) gives direction (0, 0, -1) and z_per_t = 1; (150, 50) gives
+    (1, 0, -1)/sqrt(2) and z_per_t = 1/sqrt(2).
+    """
+    x = (u - cameras.cx_px[cam_idx]) / cameras.fx_px[cam_idx]
+    y = (v - cameras.cy_px[cam_idx]) / cameras.fy_px[cam_idx]
+    k = cameras.distortion[cam_idx]
+    if bool((k != 0).any()):
+        x, y = undistort(x, y, k)
+    # OpenGL camera: +x right, +y up (image v grows down), looking along -z.
+    d_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)
+    norm = d_cam.norm(dim=-1)
+    c2w = cameras.c2w[cam_idx]
+    dirs = torch.einsum("rij,rj->ri", c2w[:, :, :3], d_cam) / norm[:, None]
+    origins = c2w[:, :, 3]
+    return origins, dirs, 1.0 / norm
+
+
+def image_pixels(width: int, height: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """Continuous (u, v) of every pixel centre of an image, row-major, shape [h*w] each."""
+    v, u = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32) + 0.5,
+                          torch.arange(width, device=device, dtype=torch.float32) + 0.5, indexing="ij")
+    return u.reshape(-1), v.reshape(-1)

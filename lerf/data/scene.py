@@ -1,0 +1,150 @@
+"""A scene ready for training: images, normalised cameras, the train/eval split and its scale.
+
+Normalisation moves and scales the world so every camera lies in [-1, 1]^3. The scale factor is
+kept (`scale_factor`: normalised units per world unit) so that physical sizes can be recovered —
+the language field's scale is in world units (metres for the LERF captures and the demo scene).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from jaxtyping import Float, Int, UInt8
+from torch import Tensor
+
+from lerf.config import SceneConfig
+from lerf.data.cameras import Cameras
+from lerf.data.nerfstudio import RawScene, SceneFormatError, read_nerfstudio
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SceneData:
+    root: Path
+    frame_names: list[str]
+    images: UInt8[Tensor, "n h w 3"]
+    cameras: Cameras  # normalised frame
+    train_idx: list[int]
+    eval_idx: list[int]
+    center_world: Float[Tensor, "3"]
+    scale_factor: float  # normalised units per world unit
+    background: Optional[Float[Tensor, "3"]]
+    object_ids: Optional[Int[Tensor, "n h w"]] = None  # demo scene only
+    labels: Optional[dict[int, str]] = None  # object id -> name, demo scene only
+    labels_dir: Optional[Path] = None  # LabelMe-style eval labels, when the scene has them
+
+    @property
+    def height(self) -> int:
+        return self.cameras.height
+
+    @property
+    def width(self) -> int:
+        return self.cameras.width
+
+    def image_float(self, idx: Tensor | int) -> Float[Tensor, "... h w 3"]:
+        return self.images[idx].float() / 255.0
+
+
+def split_indices(n: int, eval_every: int) -> tuple[list[int], list[int]]:
+    """Frame i is held out when i % eval_every == 0 (nerfstudio's interval split).
+
+    Example: n = 10, eval_every = 8 -> train [1..7, 9], eval [0, 8].
+    """
+    if eval_every <= 0:
+        return list(range(n)), []
+    eval_idx = [i for i in range(n) if i % eval_every == 0]
+    train_idx = [i for i in range(n) if i % eval_every != 0]
+    if not train_idx:
+        raise SceneFormatError(f"eval_every={eval_every} leaves no training frame among {n}")
+    return train_idx, eval_idx
+
+
+def focus_point(c2w: Float[Tensor, "n 3 4"]) -> Float[Tensor, "3"]:
+    """The point nearest (least squares) to every camera's optical axis."""
+    origins = c2w[:, :, 3].double()
+    axes = -c2w[:, :, 2].double()
+    axes = axes / axes.norm(dim=-1, keepdim=True)
+    proj = torch.eye(3, dtype=torch.float64) - axes[:, :, None] * axes[:, None, :]
+    a = proj.sum(0)
+    b = (proj @ origins[:, :, None]).sum(0)
+    return torch.linalg.lstsq(a, b).solution[:, 0].float()
+
+
+def normalise_cameras(cameras: Cameras, center: str) -> tuple[Cameras, Tensor, float]:
+    """Centre and scale so that all camera positions lie in [-1, 1]^3."""
+    positions = cameras.c2w[:, :, 3]
+    if center == "poses":
+        c = positions.mean(0)
+    elif center == "focus":
+        c = focus_point(cameras.c2w)
+    elif center == "none":
+        c = torch.zeros(3)
+    else:
+        raise ValueError(f"scene.center must be one of poses|focus|none, got '{center}'")
+    extent = float((positions - c).abs().max())
+    scale = 1.0 / extent if extent > 0 else 1.0
+    c2w = cameras.c2w.clone()
+    c2w[:, :, 3] = (positions - c) * scale
+    out = Cameras(c2w, cameras.fx_px, cameras.fy_px, cameras.cx_px, cameras.cy_px, cameras.width,
+                  cameras.height, cameras.distortion)
+    return out, c, scale
+
+
+def _load_object_ids(raw: RawScene) -> Optional[Tensor]:
+    paths = raw.extras.get("ids", [])
+    if not paths or any(p is None for p in paths):
+        return None
+    ids = [torch.from_numpy(np.asarray(iio.imread(raw.root / p)).astype(np.int64)) for p in paths]
+    return torch.stack(ids)
+
+
+def _load_labels(root: Path) -> Optional[dict[int, str]]:
+    path = root / "labels.json"
+    if not path.is_file():
+        return None
+    objects = json.loads(path.read_text()).get("objects", {})
+    return {int(k): str(v) for k, v in objects.items()}
+
+
+def scene_root(cfg: SceneConfig) -> Path:
+    """Where the scene's files are; generates the demo scene on first use."""
+    if cfg.kind == "demo":
+        from lerf.data.demo_scene import ensure_demo_scene
+
+        return ensure_demo_scene(Path(cfg.cache_dir).expanduser(), seed=cfg.seed, num_views=cfg.num_views,
+                                 width=cfg.width, height=cfg.height)
+    if cfg.kind == "nerfstudio":
+        if not cfg.path:
+            raise SceneFormatError(f"scene '{cfg.name}': scene.path is not set; point it at a folder with "
+                                   "transforms.json (for the LERF presets, set LERF_DATA_ROOT)")
+        path = Path(cfg.path).expanduser()
+        if not (path / "transforms.json").is_file():
+            raise SceneFormatError(
+                f"scene '{cfg.name}': {path / 'transforms.json'} not found. Download the capture (LERF data set: "
+                "https://drive.google.com/drive/folders/1vh0mSl7v29yaGsxleadcj-LCZOE_WEWB) and unpack it so that "
+                f"{path}/transforms.json exists, or set scene.path / LERF_DATA_ROOT")
+        return path
+    raise ValueError(f"scene.kind must be 'demo' or 'nerfstudio', got '{cfg.kind}'")
+
+
+def load_scene(cfg: SceneConfig) -> SceneData:
+    root = scene_root(cfg)
+    raw = read_nerfstudio(root, downscale=cfg.downscale)
+    cameras, center, scale = normalise_cameras(raw.cameras, cfg.center)
+    train_idx, eval_idx = split_indices(len(raw.frame_names), cfg.eval_every)
+    bg = cfg.background_color if cfg.background_color is not None else raw.background_color
+    background = torch.tensor(bg, dtype=torch.float32) if bg is not None else None
+    labels_dir = root / "labels" if (root / "labels").is_dir() else None
+    log.info("scene %s: %d frames (%d train, %d eval), %dx%d, scale factor %.4f", cfg.name, len(raw.frame_names),
+             len(train_idx), len(eval_idx), cameras.width, cameras.height, scale)
+    return SceneData(root=root, frame_names=raw.frame_names, images=raw.images, cameras=cameras,
+                     train_idx=train_idx, eval_idx=eval_idx, center_world=center, scale_factor=scale,
+                     background=background, object_ids=_load_object_ids(raw), labels=_load_labels(root),
+                     labels_dir=labels_dir)

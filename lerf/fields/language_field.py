@@ -1,0 +1,40 @@
+"""The language field: (position, physical scale) -> CLIP embedding, plus a DINO head.
+
+LERF §3.2: its own hash grid(s), separate from the radiance field's, feed a shared bottleneck;
+the CLIP head also takes the physical scale (metres) of the region being described, the DINO
+head does not (DINO features are per pixel, scale-free).
+"""
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from lerf.config import LanguageConfig
+from lerf.fields.encodings import mlp
+from lerf.fields.nerf_field import make_grid
+
+
+class LanguageField(nn.Module):
+    def __init__(self, cfg: LanguageConfig, backend: str, clip_dim: int, dino_dim: int):
+        super().__init__()
+        if not cfg.grids:
+            raise ValueError("model.language.grids is empty; the language field needs at least one hash grid")
+        self.grids = nn.ModuleList([make_grid(g, backend) for g in cfg.grids])
+        grid_dim = sum(g.output_dim for g in self.grids)
+        self.bottleneck_mlp = mlp(grid_dim, cfg.hidden_dim, cfg.bottleneck_dim, num_hidden=1)
+        self.clip_head = mlp(cfg.bottleneck_dim + 1, cfg.hidden_dim, clip_dim, num_hidden=cfg.clip_layers)
+        self.dino_head = mlp(cfg.bottleneck_dim, cfg.hidden_dim, dino_dim, num_hidden=cfg.dino_layers) \
+            if dino_dim > 0 else None
+        self.clip_dim, self.dino_dim = clip_dim, dino_dim
+
+    def bottleneck(self, x_unit: Float[Tensor, "n 3"]) -> Float[Tensor, "n b"]:
+        feats = torch.cat([g(x_unit) for g in self.grids], dim=-1)
+        return self.bottleneck_mlp(feats)
+
+    def clip(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n d"]:
+        """Unnormalised per-sample CLIP embedding; rays normalise after compositing."""
+        return self.clip_head(torch.cat([bottleneck, scale_m[:, None]], dim=-1))
+
+    def dino(self, bottleneck: Float[Tensor, "n b"]) -> Float[Tensor, "n e"]:
+        return self.dino_head(bottleneck)
