@@ -1,0 +1,527 @@
+"""The synthetic demo scene: a labelled tabletop, ray cast in closed form, written as a nerfstudio scene.
+
+Six named objects (DEMO_OBJECT_NAMES) stand apart on a round wooden table (0.9 m across, top face
+z = 0, origin at its centre, +z up, metres). A seed picks their positions, yaws and a colour
+jitter. Shading is Lambertian (one directional light + ambient) with soft fake contact shadows,
+so appearance is view-independent and a small NeRF fits it. Cameras sit on a golden-angle spiral
+over the upper hemisphere and look slightly above the table centre.
+
+Output layout (frame k = 0..N-1 is named frame_{k+1:05d}):
+  transforms.json    nerfstudio PINHOLE intrinsics, OpenGL c2w per frame, "background_color",
+                     "scene_units"; each frame also names its depth and id files
+  images/*.png       RGB uint8, 2x2 supersampled
+  depths/*.npy       float32 distance along the ray (metres) of the pixel-centre ray, inf on a miss
+  ids/*.png          uint8 object id of the pixel-centre ray: 0 background, 1 table, 2.. objects
+  labels.json        {"objects": {"1": "table", "2": "red mug", ...}, "seed", "background_id",
+                     "object_centers_m": {"2": [x, y, z], ...}}
+  labels/*.json      LabelMe-style boxes and polygons (lerf_ovs format) for held-out frames
+                     (k % 8 == 0): pixel coordinates, x right, y down, x2/y2 exclusive.
+
+`python -m lerf.data.demo_scene OUT_DIR [--seed S] [--views N] [--width W --height H]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from jaxtyping import Bool, Float, Int, UInt8
+from PIL import Image
+from tqdm import tqdm
+
+from lerf.data.demo_shapes import (CATALOGUE, SceneObject, ValueNoise, albedo, first_hits, make_noise,
+                                   object_bound, surface_normal, table, with_colour_gain)
+
+log = logging.getLogger(__name__)
+
+DEMO_OBJECT_NAMES: tuple[str, ...] = tuple(build().name for build in CATALOGUE)
+TABLE_ID = 1  # ids: 0 background, 1 table, 2 + i for DEMO_OBJECT_NAMES[i]
+TABLE_RADIUS_M = 0.45
+PLACEMENT_RADIUS_M = 0.35  # every footprint stays inside this disc, so objects stay in frame
+OBJECT_GAP_M = 0.04  # minimum clearance between footprints
+COLOUR_JITTER = 0.08  # per-object, per-channel gain in [1 - j, 1 + j]
+BACKGROUND_RGB = (0.85, 0.87, 0.90)
+LIGHT_DIR = np.array([0.45, 0.30, 0.84]) / np.linalg.norm([0.45, 0.30, 0.84])  # towards the light
+AMBIENT, DIFFUSE = 0.45, 0.55  # a surface facing the light gets albedo * 1.0
+SHADOW_STRENGTH = 0.35
+HFOV_DEG = 50.0
+ELEVATION_DEG = (25.0, 70.0)
+CAMERA_RADIUS_M = (0.9, 1.1)
+LOOK_AT_M = (0.0, 0.0, 0.05)
+EVAL_EVERY = 8  # the loader's default held-out split: frame k is held out when k % 8 == 0
+MIN_LABEL_PIXELS = 20
+
+
+@dataclass(frozen=True)
+class DemoScene:
+    """objects[0] is the table; objects[i] has id i + 1."""
+
+    objects: tuple[SceneObject, ...]
+    noise: ValueNoise
+    seed: int
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _rot_z(yaw: float) -> Float[np.ndarray, "3 3"]:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _object_to_world(obj: SceneObject) -> tuple[Float[np.ndarray, "3 3"], Float[np.ndarray, "3"]]:
+    """(R, t) with world = R @ local + t."""
+    return _rot_z(obj.yaw_rad), np.array([obj.position_m[0], obj.position_m[1], 0.0])
+
+
+def world_footprint(obj: SceneObject) -> Float[np.ndarray, "m 3"]:
+    """The object's footprint circles (x, y, r) in world coordinates."""
+    rot, pos = _object_to_world(obj)
+    circles = np.asarray(obj.footprint, dtype=np.float64).reshape(-1, 3)
+    centres = circles[:, :2] @ rot[:2, :2].T + pos[:2]
+    return np.concatenate([centres, circles[:, 2:]], axis=1)
+
+
+def _fits(circles: Float[np.ndarray, "m 3"], placed: list[Float[np.ndarray, "_ 3"]]) -> bool:
+    if np.any(np.linalg.norm(circles[:, :2], axis=1) + circles[:, 2] > PLACEMENT_RADIUS_M):
+        return False
+    for other in placed:
+        gap = np.linalg.norm(circles[:, None, :2] - other[None, :, :2], axis=-1) - circles[:, None, 2] - other[None, :, 2]
+        if np.any(gap < OBJECT_GAP_M):
+            return False
+    return True
+
+
+def layout_objects(objects: tuple[SceneObject, ...], rng: np.random.Generator,
+                   attempts: int = 200) -> tuple[SceneObject, ...]:
+    """Random non-overlapping positions and yaws on the table (rejection sampling).
+
+    Larger objects go first; a full restart follows an object that finds no free spot.
+    """
+    order = sorted(range(len(objects)), key=lambda i: -max(c[2] + np.hypot(c[0], c[1]) for c in objects[i].footprint))
+    for _ in range(100):
+        placed: dict[int, SceneObject] = {}
+        for i in order:
+            for _ in range(attempts):
+                r, phi = PLACEMENT_RADIUS_M * np.sqrt(rng.random()), 2 * np.pi * rng.random()
+                cand = SceneObject(objects[i].name, objects[i].primitives, objects[i].footprint,
+                                   position_m=(float(r * np.cos(phi)), float(r * np.sin(phi))),
+                                   yaw_rad=float(2 * np.pi * rng.random()))
+                if _fits(world_footprint(cand), [world_footprint(o) for o in placed.values()]):
+                    placed[i] = cand
+                    break
+            else:
+                break
+        if len(placed) == len(objects):
+            return tuple(placed[i] for i in range(len(objects)))
+    raise RuntimeError("could not place the demo objects without overlap; the catalogue is too large for the table")
+
+
+def build_demo_scene(seed: int) -> DemoScene:
+    """The scene for `seed`: jittered colours, a random layout, the noise lattice for textures."""
+    rng = np.random.default_rng(seed)
+    objects = tuple(with_colour_gain(build(), 1 + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, 3)) for build in CATALOGUE)
+    placed = layout_objects(objects, rng)
+    tabletop = with_colour_gain(table(TABLE_RADIUS_M), 1 + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, 3))
+    return DemoScene(objects=(tabletop,) + placed, noise=make_noise(rng), seed=seed)
+
+
+def object_centers(scene: DemoScene) -> dict[int, list[float]]:
+    """World centre (metres) of each object's bounding sphere, keyed by object id (table excluded)."""
+    out = {}
+    for idx, obj in enumerate(scene.objects[1:], start=TABLE_ID + 1):
+        rot, pos = _object_to_world(obj)
+        out[idx] = [float(v) for v in rot @ object_bound(obj)[0] + pos]
+    return out
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+def look_at(eye: Float[np.ndarray, "3"], target: Float[np.ndarray, "3"]) -> Float[np.ndarray, "4 4"]:
+    """OpenGL camera-to-world: the camera looks down -z, +y is up (world up = +z), +x right.
+
+    Example: eye (0, -1, 0), target (0, 0, 0) -> columns x = (1, 0, 0), y = (0, 0, 1), z = (0, -1, 0).
+    """
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, -forward, eye
+    return c2w
+
+
+def camera_poses(num_views: int) -> Float[np.ndarray, "n 4 4"]:
+    """A golden-angle spiral of cameras over the elevation band, all looking at LOOK_AT_M.
+
+    sin(elevation) is spaced evenly, so views cover the band's area evenly; the golden angle
+    spreads azimuths, so any run of consecutive frames (and every 8th frame) circles the table.
+    The radius wobbles within CAMERA_RADIUS_M to give the NeRF a range of scales.
+    """
+    k = np.arange(num_views)
+    lo, hi = np.sin(np.radians(ELEVATION_DEG))
+    elevation = np.arcsin(lo + (hi - lo) * (k + 0.5) / num_views)
+    azimuth = k * np.pi * (3 - np.sqrt(5))
+    r_lo, r_hi = CAMERA_RADIUS_M
+    radius = r_lo + (r_hi - r_lo) * (0.5 + 0.5 * np.sin(2.0 * k + 1.0))
+    target = np.asarray(LOOK_AT_M)
+    eyes = target + radius[:, None] * np.stack(
+        [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)], axis=1)
+    return np.stack([look_at(eye, target) for eye in eyes])
+
+
+def intrinsics(width: int, height: int) -> tuple[float, float, float, float]:
+    """(fl_x, fl_y, cx, cy) in pixels for HFOV_DEG horizontal field of view and square pixels."""
+    fl = 0.5 * width / np.tan(np.radians(HFOV_DEG) / 2)
+    return float(fl), float(fl), width / 2, height / 2
+
+
+# --------------------------------------------------------------------------- ray casting
+
+
+def trace(scene: DemoScene, o: Float[np.ndarray, "n 3"], d: Float[np.ndarray, "n 3"]
+          ) -> tuple[Float[np.ndarray, " n"], Int[np.ndarray, " n"], Int[np.ndarray, " n"]]:
+    """(t, object index, primitive index) of each unit world ray's first hit; (inf, -1, -1) on a miss.
+
+    Each object only tests the rays that cross its bounding sphere, which keeps the cost close
+    to one table intersection per ray.
+    """
+    n = len(o)
+    t, which_obj, which_prim = np.full(n, np.inf), np.full(n, -1), np.full(n, -1)
+    for k, obj in enumerate(scene.objects):
+        rot, pos = _object_to_world(obj)
+        center, radius = object_bound(obj)
+        oc = o - (rot @ center + pos)
+        b = np.einsum("ij,ij->i", oc, d)
+        disc = b * b - np.einsum("ij,ij->i", oc, oc) + radius * radius
+        near = -b - np.sqrt(np.maximum(disc, 0.0))
+        idx = np.nonzero((disc >= 0) & (-b + np.sqrt(np.maximum(disc, 0.0)) > 0) & (near < t))[0]
+        if len(idx) == 0:
+            continue
+        t_obj, prim = first_hits(obj, (o[idx] - pos) @ rot, d[idx] @ rot)
+        better = t_obj < t[idx]
+        t[idx[better]], which_obj[idx[better]], which_prim[idx[better]] = t_obj[better], k, prim[better]
+    return t, which_obj, which_prim
+
+
+def contact_shadow(xy: Float[np.ndarray, "n 2"], objects: tuple[SceneObject, ...]) -> Float[np.ndarray, " n"]:
+    """Brightness factor in (0, 1] for table points: soft blobs under each footprint circle.
+
+    Each blob is pushed away from the light by half the object's height, so the shading hints at
+    where the light comes from. Example: far from every object the factor is 1.
+    """
+    factor = np.ones(len(xy))
+    away = -LIGHT_DIR[:2] / LIGHT_DIR[2]
+    for obj in objects:
+        center, radius = object_bound(obj)
+        shift = away * (center[2] + radius) / 2
+        for x, y, r in world_footprint(obj):
+            dist2 = np.sum((xy - [x + shift[0], y + shift[1]]) ** 2, axis=1)
+            factor *= 1 - SHADOW_STRENGTH * np.exp(-dist2 / (1.2 * r) ** 2)
+    return factor
+
+
+def shade(scene: DemoScene, points: Float[np.ndarray, "n 3"], which_obj: Int[np.ndarray, " n"],
+          which_prim: Int[np.ndarray, " n"]) -> Float[np.ndarray, "n 3"]:
+    """Lambertian colour of world surface points; the background colour where which_obj = -1."""
+    rgb = np.broadcast_to(np.asarray(BACKGROUND_RGB), (len(points), 3)).copy()
+    for k, obj in enumerate(scene.objects):
+        sel = np.nonzero(which_obj == k)[0]
+        if len(sel) == 0:
+            continue
+        rot, pos = _object_to_world(obj)
+        local = (points[sel] - pos) @ rot
+        col = np.zeros((len(sel), 3))
+        for j, prim in enumerate(obj.primitives):
+            m = which_prim[sel] == j
+            if not np.any(m):
+                continue
+            normal_world = surface_normal(prim, local[m]) @ rot.T
+            light = AMBIENT + DIFFUSE * np.clip(normal_world @ LIGHT_DIR, 0.0, None)
+            col[m] = albedo(prim.texture, local[m], scene.noise) * light[:, None]
+        if k == 0:  # the table receives the fake shadows
+            col *= contact_shadow(points[sel, :2], scene.objects[1:])[:, None]
+        rgb[sel] = col
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def _sample_offsets(supersample: int) -> tuple[Float[np.ndarray, "s 2"], int]:
+    """Sub-pixel offsets of the colour samples plus the pixel centre, and the centre's index.
+
+    Example: supersample 2 -> (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75), (0.5, 0.5);
+    centre index 4. With an odd supersample the centre is one of the grid samples.
+    """
+    grid = (np.arange(supersample) + 0.5) / supersample
+    offsets = np.stack(np.meshgrid(grid, grid, indexing="xy"), axis=-1).reshape(-1, 2)
+    hit = np.nonzero(np.all(np.isclose(offsets, 0.5), axis=1))[0]
+    if len(hit):
+        return offsets, int(hit[0])
+    return np.concatenate([offsets, [[0.5, 0.5]]]), len(offsets)
+
+
+def render_view(scene: DemoScene, c2w: Float[np.ndarray, "4 4"], width: int, height: int, supersample: int = 2,
+                chunk_rays: int = 1 << 16
+                ) -> tuple[UInt8[np.ndarray, "h w 3"], Float[np.ndarray, "h w"], UInt8[np.ndarray, "h w"]]:
+    """(RGB, distance along the ray in metres (inf on a miss), object id) of one view.
+
+    Colour averages supersample^2 sub-pixel rays; depth and id come from the pixel-centre ray,
+    so depth is finite exactly where id != 0. Pixel (row i, col j) is centred at (j + 0.5, i + 0.5).
+    """
+    fx, fy, cx, cy = intrinsics(width, height)
+    offsets, centre = _sample_offsets(supersample)
+    n_colour = supersample * supersample
+    rows, cols = np.divmod(np.arange(width * height), width)
+    rgb, depth, ids = np.zeros((width * height, 3)), np.zeros(width * height), np.zeros(width * height, np.uint8)
+    step = max(1, chunk_rays // len(offsets))
+    for start in range(0, width * height, step):
+        r, c = rows[start:start + step], cols[start:start + step]
+        u = c[None, :] + offsets[:, 0:1]  # (samples, pixels)
+        v = r[None, :] + offsets[:, 1:2]
+        # OpenGL camera: +x right, +y up (image v grows down), looking down -z.
+        dirs = np.stack([(u - cx) / fx, -(v - cy) / fy, -np.ones_like(u)], axis=-1).reshape(-1, 3)
+        dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True) @ c2w[:3, :3].T
+        origins = np.broadcast_to(c2w[:3, 3], dirs.shape)
+        t, obj, prim = trace(scene, origins, dirs)
+        points = origins + np.where(np.isfinite(t), t, 0.0)[:, None] * dirs
+        colour = shade(scene, points, obj, prim).reshape(len(offsets), -1, 3)
+        sel = slice(start, start + len(r))
+        rgb[sel] = colour[:n_colour].mean(axis=0)
+        depth[sel] = t.reshape(len(offsets), -1)[centre]
+        ids[sel] = (obj.reshape(len(offsets), -1)[centre] + 1).astype(np.uint8)
+    image = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8).reshape(height, width, 3)
+    return image, depth.astype(np.float32).reshape(height, width), ids.reshape(height, width)
+
+
+# --------------------------------------------------------------------------- LabelMe-style labels
+
+
+def connected_components(mask: Bool[np.ndarray, "h w"]) -> tuple[Int[np.ndarray, "h w"], int]:
+    """4-connected components of `mask`, labelled 1..count in raster order of their first run.
+
+    Works on horizontal runs of pixels with a union-find, so the Python loop is over runs, not
+    pixels. Example: [[1, 0, 1], [1, 0, 0]] -> [[1, 0, 2], [1, 0, 0]], count 2.
+    """
+    h, w = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    rows_np, starts_np = np.nonzero(edges == 1)
+    ends_np = np.nonzero(edges == -1)[1]  # exclusive; row-major order pairs each start with its end
+    row_first = np.searchsorted(rows_np, np.arange(h + 1)).tolist()
+    run_row, run_start, run_end = rows_np.tolist(), starts_np.tolist(), ends_np.tolist()  # fast in loops
+    parent = list(range(len(run_row)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for row in range(1, h):
+        i, i_end = row_first[row - 1], row_first[row]
+        j, j_end = row_first[row], row_first[row + 1]
+        while i < i_end and j < j_end:  # two sorted run lists: union overlapping runs
+            if run_start[i] < run_end[j] and run_start[j] < run_end[i]:
+                parent[find(i)] = find(j)
+            if run_end[i] < run_end[j]:
+                i += 1
+            else:
+                j += 1
+    labels = np.zeros((h, w), dtype=np.int64)
+    compact: dict[int, int] = {}
+    for k in range(len(run_row)):
+        labels[run_row[k], run_start[k]:run_end[k]] = compact.setdefault(find(k), len(compact) + 1)
+    return labels, len(compact)
+
+
+def outer_polygon(piece: Bool[np.ndarray, "h w"]) -> Float[np.ndarray, "k 2"]:
+    """The outer boundary of one connected mask as (x, y) pixel coordinates, x right, y down.
+
+    The 0.5 iso-line of the mask runs midway between pixel centres; pixel (row i, col j) spans
+    [j, j+1] x [i, i+1], so a lone pixel at (0, 0) gives the diamond (0.5, 0), (1, 0.5), (0.5, 1),
+    (0, 0.5) (in some order). Collinear vertices are dropped.
+    """
+    import contourpy
+
+    padded = np.pad(piece, 1).astype(np.float64)
+    lines = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate).lines(0.5)
+
+    def area(line: Float[np.ndarray, "k 2"]) -> float:
+        x, y = line[:, 0], line[:, 1]
+        return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
+
+    line = max(lines, key=area)
+    if np.allclose(line[0], line[-1]):
+        line = line[:-1]
+    line = line - 0.5  # undo the padding (-1) and move from centre indices to pixel edges (+0.5)
+    into, out_of = line - np.roll(line, 1, axis=0), np.roll(line, -1, axis=0) - line
+    turn = into[:, 0] * out_of[:, 1] - into[:, 1] * out_of[:, 0]  # 2D cross product
+    return line[np.abs(turn) > 1e-9]
+
+
+def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str], min_pixels: int = MIN_LABEL_PIXELS) -> list[dict]:
+    """One LabelMe-style entry per visible piece of each object (table and background skipped).
+
+    bbox is [x1, y1, x2, y2] in pixels with x2, y2 one past the last pixel; pieces smaller than
+    `min_pixels` are dropped (a few stray pixels make no useful box).
+    """
+    entries = []
+    for obj_id, name in sorted(names.items()):
+        if obj_id <= TABLE_ID:
+            continue
+        labels, count = connected_components(ids == obj_id)
+        for piece_id in range(1, count + 1):
+            piece = labels == piece_id
+            if piece.sum() < min_pixels:
+                continue
+            ys, xs = np.nonzero(piece)
+            polygon = outer_polygon(piece)
+            entries.append({"category": name,
+                            "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                            "segmentation": [[round(float(x), 2), round(float(y), 2)] for x, y in polygon]})
+    return entries
+
+
+# --------------------------------------------------------------------------- writing the scene
+
+
+def _frame_name(k: int) -> str:
+    return f"frame_{k + 1:05d}"
+
+
+_OUTPUTS = ("images", "depths", "ids", "labels", "transforms.json", "labels.json")
+
+
+def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out}: directory exists and is not empty; refusing to overwrite it. "
+                                  "Pass overwrite=True (CLI: --overwrite) or choose an empty directory.")
+        for name in _OUTPUTS:  # only what a demo scene writes; anything else in the folder stays
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    for sub in ("images", "depths", "ids", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1))
+
+
+def _write_json_compact(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, separators=(",", ":")))  # polygons: one line, not one number per line
+
+
+def generate_demo_scene(out_dir: str | Path, seed: int = 0, num_views: int = 48, width: int = 128, height: int = 128,
+                        supersample: int = 2, overwrite: bool = False, *, progress: bool = False) -> Path:
+    """Render the demo scene for `seed` into `out_dir` (see the module docstring for the layout).
+
+    transforms.json is written last, so its presence means every frame's files are on disk.
+    Raises FileExistsError if `out_dir` holds anything and `overwrite` is False.
+    """
+    if num_views < 1 or width < 1 or height < 1 or supersample < 1:
+        raise ValueError(f"num_views, width, height and supersample must be >= 1, got "
+                         f"{num_views}, {width}, {height}, {supersample}")
+    out = Path(out_dir)
+    _prepare_out_dir(out, overwrite)
+    scene = build_demo_scene(seed)
+    names = {TABLE_ID: "table"} | {TABLE_ID + 1 + i: n for i, n in enumerate(DEMO_OBJECT_NAMES)}
+    fx, fy, cx, cy = intrinsics(width, height)
+    frames = []
+    for k, c2w in enumerate(tqdm(camera_poses(num_views), desc="demo scene views", disable=not progress)):
+        rgb, depth, ids = render_view(scene, c2w, width, height, supersample)
+        name = _frame_name(k)
+        Image.fromarray(rgb).save(out / "images" / f"{name}.png")
+        np.save(out / "depths" / f"{name}.npy", depth)
+        Image.fromarray(ids).save(out / "ids" / f"{name}.png")
+        if k % EVAL_EVERY == 0:
+            _write_json_compact(out / "labels" / f"{name}.json",
+                        {"info": {"name": f"{name}.png", "height": height, "width": width},
+                         "objects": frame_labels(ids, names)})
+        frames.append({"file_path": f"images/{name}.png", "transform_matrix": c2w.tolist(),
+                       "depth_file_path": f"depths/{name}.npy", "mask_id_path": f"ids/{name}.png"})
+    _write_json(out / "labels.json", {"objects": {str(i): n for i, n in names.items()}, "seed": seed,
+                                      "background_id": 0,
+                                      "object_centers_m": {str(i): c for i, c in object_centers(scene).items()}})
+    _write_json(out / "transforms.json", {
+        "camera_model": "PINHOLE", "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": width, "h": height,
+        "background_color": list(BACKGROUND_RGB), "scene_units": "metres", "frames": frames})
+    return out
+
+
+def _is_complete(root: Path, num_views: int, width: int, height: int) -> bool:
+    """Whether `root` holds a full demo scene of this size (every file transforms.json names exists)."""
+    try:
+        meta = json.loads((root / "transforms.json").read_text())
+    except (OSError, ValueError):
+        return False
+    frames = meta.get("frames", [])
+    if len(frames) != num_views or (meta.get("w"), meta.get("h")) != (width, height):
+        return False
+    if not (root / "labels.json").is_file():
+        return False
+    keys = ("file_path", "depth_file_path", "mask_id_path")
+    return all((root / f[key]).is_file() for f in frames for key in keys)
+
+
+def ensure_demo_scene(cache_root: str | Path, seed: int = 0, num_views: int = 48, width: int = 128,
+                      height: int = 128) -> Path:
+    """<cache_root>/demo_s{seed}_{num_views}v_{width}x{height}, generated first if missing or incomplete.
+
+    Generation goes to a temporary sibling folder that is renamed into place once complete, so a
+    crash never leaves a scene that looks complete, and two processes racing both end up with one
+    complete copy.
+    """
+    root = Path(cache_root)
+    final = root / f"demo_s{seed}_{num_views}v_{width}x{height}"
+    if _is_complete(final, num_views, width, height):
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    log.info("generating the demo scene (seed %d, %d views, %dx%d) at %s", seed, num_views, width, height, final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    try:
+        generate_demo_scene(tmp, seed=seed, num_views=num_views, width=width, height=height)
+        if final.exists():  # an incomplete leftover (a complete one returned above): move it aside
+            stale = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".stale", dir=root))
+            os.replace(final, stale / "scene")
+            shutil.rmtree(stale)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _is_complete(final, num_views, width, height):  # not a concurrent winner
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Render the synthetic LERF demo scene as a nerfstudio scene.")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--views", type=int, default=48)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--supersample", type=int, default=2)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing demo scene in OUT_DIR")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    out = generate_demo_scene(args.out_dir, seed=args.seed, num_views=args.views, width=args.width,
+                              height=args.height, supersample=args.supersample, overwrite=args.overwrite,
+                              progress=True)
+    print(f"wrote {args.views} views ({args.width}x{args.height}) to {out} in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
