@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -24,14 +24,15 @@ from omegaconf import OmegaConf
 
 from lerf.evaluation.report import markdown_table
 
-# (column title, source file, key, scale for display); one home for what the table and chart show
+# (column title, source file, key, scale for display, table format); one home for what the table
+# and the chart show
 METRICS = {
-    "localization": ("loc. acc. (%)", "localization.json", "overall", 100.0),
-    "miou": ("mIoU (%)", "segmentation.json", "miou", 100.0),
-    "psnr": ("PSNR (dB)", "eval.json", "psnr", 1.0),
-    "ssim": ("SSIM", "eval.json", "ssim", 1.0),
-    "steps": ("steps", "eval.json", "steps", 1.0),
-    "train_time_s": ("train time (s)", "eval.json", "train_time_s", 1.0),
+    "localization": ("loc. acc. (%)", "localization.json", "overall", 100.0, "{:.1f}"),
+    "miou": ("mIoU (%)", "segmentation.json", "miou", 100.0, "{:.1f}"),
+    "psnr": ("PSNR (dB)", "eval.json", "psnr", 1.0, "{:.2f}"),
+    "ssim": ("SSIM", "eval.json", "ssim", 1.0, "{:.3f}"),
+    "steps": ("steps", "eval.json", "steps", 1.0, "{:.0f}"),
+    "train_time_s": ("train time (s)", "eval.json", "train_time_s", 1.0, "{:.0f}"),
 }
 CHART_PANELS = ("localization", "miou", "psnr", "train_time_s")
 
@@ -67,7 +68,7 @@ def read_run(run_dir: Path) -> RunRecord:
     overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
     record = RunRecord(name=run_dir.name, overrides=overrides, failed_reason=None)
     files: dict[str, dict | None] = {}
-    for _, file_name, _, _ in METRICS.values():
+    for _, file_name, *_ in METRICS.values():
         if file_name in files:
             continue
         try:
@@ -80,7 +81,7 @@ def read_run(run_dir: Path) -> RunRecord:
         record.failed_reason = "no eval.json"
     if record.failed:
         return record
-    for metric, (_, file_name, key, _) in METRICS.items():
+    for metric, (_, file_name, key, *_) in METRICS.items():
         value = (files[file_name] or {}).get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             record.metrics[metric] = float(value)
@@ -126,7 +127,8 @@ def ablation_table(records: Sequence[RunRecord]) -> str:
     for record, name in zip(records, names):
         status = f"**failed** ({record.failed_reason})" if record.failed else "ok"
         values = [
-            record.metrics[m] * METRICS[m][3] if m in record.metrics else None for m in METRICS
+            METRICS[m][4].format(record.metrics[m] * METRICS[m][3]) if m in record.metrics else None
+            for m in METRICS
         ]
         rows.append([record.name, name, status] + values)
     shared = f"Overrides shared by all runs: `{' '.join(common)}`\n\n" if common else ""
@@ -142,7 +144,7 @@ def ablation_chart(records: Sequence[RunRecord], png_path: str | Path) -> None:
     axes = fig.subplots(1, len(CHART_PANELS), sharey=True)
     positions = list(range(len(records)))
     for ax, metric in zip(axes, CHART_PANELS):
-        title, _, _, scale = METRICS[metric]
+        title, _, _, scale, fmt = METRICS[metric]
         values = [r.metrics.get(metric) for r in records]
         known = [v * scale for v in values if v is not None]
         span = max(known, default=1.0) or 1.0
@@ -154,7 +156,7 @@ def ablation_chart(records: Sequence[RunRecord], png_path: str | Path) -> None:
                 ax.text(0, y, " n/a", va="center", color="0.4")
             else:
                 ax.barh(y, value * scale, color="tab:blue")
-                ax.text(value * scale, y, f" {value * scale:.3g}", va="center", fontsize=8)
+                ax.text(value * scale, y, " " + fmt.format(value * scale), va="center", fontsize=8)
         ax.set_title(title)
         ax.set_xlim(0, span * 1.25)
     axes[0].set_yticks(positions, names)

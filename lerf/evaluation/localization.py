@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 Protocol = Literal["lerf", "lerf_ovs"]
+Number = int | float
+Boxes = Sequence[Sequence[Number]]  # [[x1, y1, x2, y2], ...] in pixels, corners in any order
 LERF_OVS_SMOOTH_K = 30  # LangSplat evaluate_iou_loc.py: `scale = 30`, kernel ones((30, 30)) / 900
 
 
@@ -83,7 +86,7 @@ def argmax_pixel(image: Float[Tensor, "h w"]) -> tuple[int, int]:
     return x, y
 
 
-def point_in_boxes(x: float, y: float, boxes: Sequence[Sequence[float]]) -> bool:
+def point_in_boxes(x: Number, y: Number, boxes: Boxes) -> bool:
     """Inside any box [x1, y1, x2, y2], edges included, corners in either order.
 
     Example: (4, 2) in [[0, 0, 4, 4]] -> True; (5, 2) -> False; (2, 2) in [[4, 4, 0, 0]] -> True.
@@ -107,7 +110,7 @@ class LocalizationResult:
 
 def localize(
     relevancy: Float[Tensor, "*levels h w"],
-    boxes: Sequence[Sequence[float]],
+    boxes: Boxes,
     *,
     protocol: Protocol = "lerf_ovs",
     smooth_k: int = LERF_OVS_SMOOTH_K,
