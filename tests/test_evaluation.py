@@ -53,6 +53,34 @@ def test_label_dir_merges_objects_of_one_category(tmp_path):
     assert mask[1:4, 1:4].all() and mask[4:7, 6:9].all() and not mask[0].any()
 
 
+# The "apple" object of lerf_ovs teatime frame_00002.json (LangSplat's release), keys as released.
+APPLE = {"category": "apple", "group": 1, "area": 1655.5, "layer": 5.0, "iscrowd": 0, "note": "",
+         "bbox": [321.0, 336.0, 365.0, 383.0],
+         "segmentation": [[344, 336], [340, 337], [337, 339], [334, 339], [332, 340], [328, 343],
+                          [323, 348], [322, 351], [321, 354], [321, 361], [322, 365], [323, 368],
+                          [324, 370], [326, 373], [335, 382], [338, 383], [350, 383], [353, 382],
+                          [355, 381], [360, 376], [363, 370], [364, 367], [365, 363], [365, 353],
+                          [364, 349], [363, 347], [361, 344], [359, 341], [357, 339], [354, 337],
+                          [350, 336]]}
+
+
+def test_released_object_rasterizes_inside_its_box_with_picks_count(tmp_path):
+    path = tmp_path / "frame_00002.json"
+    path.write_text(json.dumps(_label("frame_00002.jpg", 730, 988, [APPLE])))
+    frame = load_label_file(path)
+    mask = frame.categories["apple"].mask(frame.height, frame.width)
+    ys, xs = np.nonzero(mask)
+    assert (xs.min(), ys.min(), xs.max(), ys.max()) == tuple(APPLE["bbox"])
+    # Pick's theorem: a closed integer polygon holds A + B/2 + 1 lattice points (B: boundary
+    # lattice points); the drawn edges may add at most max(|dx|, |dy|) - gcd pixels per edge.
+    vertices = np.array(APPLE["segmentation"])
+    steps = np.abs(np.roll(vertices, -1, axis=0) - vertices)
+    boundary = sum(math.gcd(int(a), int(b)) for a, b in steps)
+    lattice = APPLE["area"] + boundary / 2 + 1
+    assert lattice <= mask.sum() <= lattice + sum(int(max(a, b)) - math.gcd(int(a), int(b))
+                                                  for a, b in steps)
+
+
 def test_rasterize_triangle_worked_example():
     mask = rasterize_polygons([np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])], 5, 5)
     ys, xs = np.mgrid[0:5, 0:5]
