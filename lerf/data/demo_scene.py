@@ -340,29 +340,45 @@ def connected_components(mask: Bool[np.ndarray, "h w"]) -> tuple[Int[np.ndarray,
     return labels, len(compact)
 
 
-def outer_polygon(piece: Bool[np.ndarray, "h w"]) -> Float[np.ndarray, "k 2"]:
-    """The outer boundary of one connected mask as (x, y) pixel coordinates, x right, y down.
+# The 8 neighbours as (d_row, d_col), clockwise on screen (rows grow down) starting east.
+_MOORE = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
 
-    The 0.5 iso-line of the mask runs midway between pixel centres; pixel (row i, col j) spans
-    [j, j+1] x [i, i+1], so a lone pixel at (0, 0) gives the diamond (0.5, 0), (1, 0.5), (0.5, 1),
-    (0, 0.5) (in some order). Collinear vertices are dropped.
+
+def outer_polygon(piece: Bool[np.ndarray, "h w"]) -> Int[np.ndarray, "k 2"]:
+    """The outer boundary of one 4-connected mask: (x, y) = (col, row) centres of its boundary pixels.
+
+    Vertices sit on pixel centres, the convention of LabelMe and of the lerf_ovs reader
+    (lerf.evaluation.labels), so filling the polygon with its edges included gives back the mask
+    (holes filled). Moore-neighbour tracing walks the boundary clockwise from the first pixel in
+    raster order; vertices in the middle of a straight run are dropped.
+    Example: a 2x3 block of ones with its top-left at (row 1, col 2) -> (2, 1), (4, 1), (4, 2), (2, 2).
     """
-    import contourpy
-
-    padded = np.pad(piece, 1).astype(np.float64)
-    lines = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate).lines(0.5)
-
-    def area(line: Float[np.ndarray, "k 2"]) -> float:
-        x, y = line[:, 0], line[:, 1]
-        return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
-
-    line = max(lines, key=area)
-    if np.allclose(line[0], line[-1]):
-        line = line[:-1]
-    line = line - 0.5  # undo the padding (-1) and move from centre indices to pixel edges (+0.5)
-    into, out_of = line - np.roll(line, 1, axis=0), np.roll(line, -1, axis=0) - line
-    turn = into[:, 0] * out_of[:, 1] - into[:, 1] * out_of[:, 0]  # 2D cross product
-    return line[np.abs(turn) > 1e-9]
+    padded = np.pad(piece, 1)
+    rows, cols = np.nonzero(padded)
+    start = cur = (int(rows[0]), int(cols[0]))
+    back = 4  # the raster-first pixel's west neighbour is empty: pretend we came from there
+    path, first_step = [start], None
+    while True:
+        for turn in range(1, 9):
+            step = _MOORE[(back + turn) % 8]
+            nxt = (cur[0] + step[0], cur[1] + step[1])
+            if padded[nxt]:
+                break
+        else:
+            break  # a lone pixel
+        if cur == start and nxt == first_step:
+            path.pop()  # back at the start: the last vertex repeats the first
+            break
+        first_step = first_step or nxt
+        prev = _MOORE[(back + turn - 1) % 8]  # the last empty neighbour examined, relative to cur
+        back = _MOORE.index((cur[0] + prev[0] - nxt[0], cur[1] + prev[1] - nxt[1]))
+        path.append(nxt)
+        cur = nxt
+    xy = np.array(path, dtype=np.int64)[:, ::-1] - 1  # (row, col) padded -> (x, y)
+    into, out_of = xy - np.roll(xy, 1, axis=0), np.roll(xy, -1, axis=0) - xy
+    cross = into[:, 0] * out_of[:, 1] - into[:, 1] * out_of[:, 0]
+    straight = (cross == 0) & (np.sum(into * out_of, axis=1) > 0)
+    return xy[~straight] if len(xy) > 2 else xy
 
 
 def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str], min_pixels: int = MIN_LABEL_PIXELS) -> list[dict]:
@@ -384,7 +400,7 @@ def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str], min_pixel
             polygon = outer_polygon(piece)
             entries.append({"category": name,
                             "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-                            "segmentation": [[round(float(x), 2), round(float(y), 2)] for x, y in polygon]})
+                            "segmentation": polygon.astype(float).tolist()})
     return entries
 
 
