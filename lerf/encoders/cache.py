@@ -1,0 +1,215 @@
+"""Disk cache of the CLIP pyramid and the DINO maps: fp16 `.npy` + a JSON sidecar holding the key.
+
+Layout, in a per-scene `cache_dir`:
+    clip_pyramid_<encoder.name>.npy   (cells, d) float16, rows level-major (see pyramid.py)
+    clip_pyramid_<encoder.name>.json  {"key": {...}, "shape", "dtype", "levels": [...], "build_s"}
+    dino_maps_<encoder.name>.npy      (n, gh, gw, d) float16
+    dino_maps_<encoder.name>.json     {"key": {...}, "shape", "dtype", "stride_px", "build_s"}
+
+The key is everything that determines the numbers: the encoder's `cache_key()` (model, weights
+hash, input size...), the images (count, size, dtype and a BLAKE2 digest of their bytes and of the
+id masks), the crop fractions and stride rule, and `FORMAT_VERSION`. A cache is used only if its
+sidecar's key equals the current one and the data file has the recorded shape; otherwise it is
+rebuilt and the log says which key fields differ.
+
+Crash safety: the old sidecar is deleted first, the data is written to a temp file and
+`os.replace`d into place, and the sidecar is written last (also temp + replace). A sidecar thus
+exists only beside complete data; a crash leaves at worst an orphan temp file or a data file
+with no sidecar, both of which are rebuilt.
+
+Loading is lazy: `np.load(mmap_mode="r")`; lookups read only the rows they gather. Caches up to
+`RAM_THRESHOLD_BYTES` are read into RAM instead (`in_memory=None`), because random gathers from
+a memmap cost page faults on first touch; `in_memory=True/False` forces either.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from jaxtyping import Int
+from torch import Tensor
+
+from lerf.encoders.base import ClipEncoder, DenseEncoder
+from lerf.encoders.pyramid import (STORE_DTYPE, ClipPyramid, DinoMaps, Images, LevelGrid,
+                                   build_clip_pyramid, build_dino_maps, pyramid_grids)
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the file layout or the crop-grid rule changes
+RAM_THRESHOLD_BYTES = 2 << 30
+
+
+def images_digest(images: Images, ids: Optional[Int[Tensor, "n h w"]]) -> str:
+    """BLAKE2b-128 of the image bytes (and id masks), one image at a time (no full copy).
+
+    Hashes what the encoders see; the same pictures as uint8 and as float give different digests.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for stack in (images, ids):
+        if stack is None:
+            h.update(b"none")
+            continue
+        h.update(f"{tuple(stack.shape)}{stack.dtype}".encode())
+        for k in range(stack.shape[0]):
+            h.update(np.ascontiguousarray(stack[k].detach().cpu().numpy()))
+    return h.hexdigest()
+
+
+def images_key(images: Images, ids: Optional[Int[Tensor, "n h w"]]) -> dict:
+    n, h, w = images.shape[:3]
+    return {"count": int(n), "height": int(h), "width": int(w), "dtype": str(images.dtype),
+            "has_ids": ids is not None, "digest": images_digest(images, ids)}
+
+
+def clip_cache_key(images: Images, ids: Optional[Int[Tensor, "n h w"]], encoder: ClipEncoder,
+                   crop_fracs: Sequence[float], stride_scaler: float) -> dict:
+    return _jsonable({"format_version": FORMAT_VERSION, "kind": "clip_pyramid",
+                      "encoder": encoder.cache_key(), "images": images_key(images, ids),
+                      "crop_fracs": [float(f) for f in crop_fracs], "stride_scaler": float(stride_scaler)})
+
+
+def dino_cache_key(images: Images, ids: Optional[Int[Tensor, "n h w"]], encoder: DenseEncoder) -> dict:
+    return _jsonable({"format_version": FORMAT_VERSION, "kind": "dino_maps",
+                      "encoder": encoder.cache_key(), "images": images_key(images, ids)})
+
+
+def _jsonable(obj: Any) -> Any:
+    """The object as it will read back from JSON (tuples -> lists...), so keys compare equal."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def key_differences(old: Any, new: Any, path: str = "key") -> list[str]:
+    """Human-readable list of where two keys differ, e.g. ["key.crop_fracs: [0.1] -> [0.2]"]."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += key_differences(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{path}.{k}")
+        return out
+    return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
+
+
+def cache_paths(cache_dir: str | Path, stem: str) -> tuple[Path, Path]:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem)
+    return Path(cache_dir) / f"{stem}.npy", Path(cache_dir) / f"{stem}.json"
+
+
+def read_valid(data_path: Path, sidecar_path: Path, key: dict, in_memory: Optional[bool]
+               ) -> Optional[tuple[np.ndarray, dict]]:
+    """The cached array and sidecar if the cache is complete and its key matches, else None
+    (logging why it is not usable)."""
+    if not sidecar_path.exists():
+        if data_path.exists():
+            log.info("%s has no sidecar (interrupted write?): rebuilding", data_path)
+        return None
+    sidecar = json.loads(sidecar_path.read_text())
+    if sidecar.get("key") != key:
+        diffs = key_differences(sidecar.get("key"), key)
+        log.info("Cache %s is stale, rebuilding. Changed: %s", data_path, "; ".join(diffs))
+        return None
+    try:
+        data = np.load(data_path, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        log.warning("Cache %s unreadable (%s): rebuilding", data_path, err)
+        return None
+    if list(data.shape) != sidecar["shape"] or str(data.dtype) != sidecar["dtype"]:
+        log.warning("Cache %s has shape %s %s, sidecar says %s %s: rebuilding",
+                    data_path, data.shape, data.dtype, sidecar["shape"], sidecar["dtype"])
+        return None
+    if in_memory or (in_memory is None and data.nbytes <= RAM_THRESHOLD_BYTES):
+        data = np.array(data)  # one sequential read; lookups then never page-fault
+    return data, sidecar
+
+
+def write_atomic(data_path: Path, sidecar_path: Path, shape: tuple[int, ...],
+                 fill: Callable[[np.ndarray], Any], sidecar: dict) -> None:
+    """Create `data_path` with `fill(memmap)` then its sidecar, crash-safely (module docstring)."""
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar_path.unlink(missing_ok=True)  # invalidate first: old sidecar must not outlive old data
+    tmp = data_path.with_name(f".{data_path.name}.tmp-{os.getpid()}")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=STORE_DTYPE, shape=shape)
+        start = time.perf_counter()
+        fill(out)
+        out.flush()
+        del out
+        _fsync(tmp)
+        os.replace(tmp, data_path)
+        sidecar = {**sidecar, "shape": list(shape), "dtype": np.dtype(STORE_DTYPE).name,
+                   "build_s": round(time.perf_counter() - start, 3)}
+        tmp_json = sidecar_path.with_name(f".{sidecar_path.name}.tmp-{os.getpid()}")
+        tmp_json.write_text(json.dumps(sidecar, indent=1, sort_keys=True))
+        _fsync(tmp_json)
+        os.replace(tmp_json, sidecar_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _levels_json(levels: Sequence[LevelGrid]) -> list[dict]:
+    return [{"crop_frac": lv.crop_frac, "crop_px": lv.crop_px, "tops": list(lv.tops),
+             "lefts": list(lv.lefts)} for lv in levels]
+
+
+def load_or_build_clip_pyramid(
+    cache_dir: str | Path,
+    images: Images,
+    ids: Optional[Int[Tensor, "n h w"]],
+    encoder: ClipEncoder,
+    crop_fracs: Sequence[float],
+    batch_size: int = 64,
+    stride_scaler: float = 0.5,
+    in_memory: Optional[bool] = None,
+    progress: bool = True,
+) -> ClipPyramid:
+    """The cached pyramid if its key matches, else build it (calling the encoder) and cache it."""
+    n, h, w = images.shape[:3]
+    key = clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler)
+    levels = pyramid_grids(h, w, crop_fracs, stride_scaler)
+    data_path, sidecar_path = cache_paths(cache_dir, f"clip_pyramid_{encoder.name}")
+    found = read_valid(data_path, sidecar_path, key, in_memory)
+    if found is not None and found[1].get("levels") == _levels_json(levels):
+        log.info("CLIP pyramid loaded from %s", data_path)
+        return ClipPyramid(found[0], tuple(levels), n, (h, w))
+    if found is not None:
+        log.info("Cache %s was built with another crop grid: rebuilding", data_path)
+    shape = (n * sum(lv.cells_per_image for lv in levels), encoder.embed_dim)
+    write_atomic(data_path, sidecar_path, shape, lambda out: build_clip_pyramid(
+        images, ids, encoder, crop_fracs, batch_size, stride_scaler, out=out, progress=progress),
+        {"key": key, "levels": _levels_json(levels)})
+    data, _ = read_valid(data_path, sidecar_path, key, in_memory)
+    return ClipPyramid(data, tuple(levels), n, (h, w))
+
+
+def load_or_build_dino_maps(
+    cache_dir: str | Path,
+    images: Images,
+    ids: Optional[Int[Tensor, "n h w"]],
+    encoder: DenseEncoder,
+    in_memory: Optional[bool] = None,
+    progress: bool = True,
+) -> DinoMaps:
+    """The cached dense maps if their key matches, else build them and cache them."""
+    n, h, w = images.shape[:3]
+    key = dino_cache_key(images, ids, encoder)
+    data_path, sidecar_path = cache_paths(cache_dir, f"dino_maps_{encoder.name}")
+    found = read_valid(data_path, sidecar_path, key, in_memory)
+    if found is not None:
+        log.info("Dense features loaded from %s", data_path)
+        return DinoMaps(found[0], (h, w))
+    shape = (n, *encoder.grid_hw(h, w), encoder.feature_dim)
+    write_atomic(data_path, sidecar_path, shape,
+                 lambda out: build_dino_maps(images, ids, encoder, out=out, progress=progress),
+                 {"key": key, "stride_px": list(encoder.stride_px(h, w))})
+    data, _ = read_valid(data_path, sidecar_path, key, in_memory)
+    return DinoMaps(data, (h, w))

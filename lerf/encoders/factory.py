@@ -1,0 +1,58 @@
+"""Build an encoder from its kind name (what the config's `encoder.clip` / `encoder.dino` say).
+
+The device is always passed in by the caller (the trainer resolves "auto" once); nothing here
+picks a device. Options go straight to the encoder's constructor, so a misspelt option is a
+TypeError naming it, and an unknown kind is a ValueError listing the known ones.
+
+Example:
+    build_clip_encoder("reference", labels={1: "red mug"}, dim=128)
+    build_clip_encoder("openclip", checkpoint="weights/openclip/open_clip_pytorch_model.bin", device="cuda")
+    build_dino_encoder("dino", checkpoint="weights/dino/model.safetensors", device="cuda")
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from lerf.encoders.base import ClipEncoder, DenseEncoder
+
+
+def _openclip(**options: Any) -> ClipEncoder:
+    from lerf.encoders.openclip import OpenClipEncoder  # imports open_clip only when asked for
+    return OpenClipEncoder(**options)
+
+
+def _reference_clip(**options: Any) -> ClipEncoder:
+    from lerf.encoders.reference import ReferenceClipEncoder
+    return ReferenceClipEncoder(**options)
+
+
+def _dino(**options: Any) -> DenseEncoder:
+    from lerf.encoders.dino import DinoEncoder  # imports timm only when asked for
+    return DinoEncoder(**options)
+
+
+def _reference_dino(**options: Any) -> DenseEncoder:
+    from lerf.encoders.reference import ReferenceDinoEncoder
+    return ReferenceDinoEncoder(**options)
+
+
+CLIP_KINDS: dict[str, Callable[..., ClipEncoder]] = {"openclip": _openclip, "reference": _reference_clip}
+DINO_KINDS: dict[str, Callable[..., DenseEncoder]] = {"dino": _dino, "reference": _reference_dino}
+
+
+def build_clip_encoder(kind: str, device: str | torch.device = "cpu", **options: Any) -> ClipEncoder:
+    """kind "openclip" (OpenClipEncoder options: model, pretrained, checkpoint, precision,
+    allow_random_weights) or "reference" (ReferenceClipEncoder: labels, dim, input_px)."""
+    if kind not in CLIP_KINDS:
+        raise ValueError(f"unknown CLIP encoder kind {kind!r}; known: {sorted(CLIP_KINDS)}")
+    return CLIP_KINDS[kind](device=device, **options)
+
+
+def build_dino_encoder(kind: str, device: str | torch.device = "cpu", **options: Any) -> DenseEncoder:
+    """kind "dino" (DinoEncoder options: model, checkpoint, load_size, facet,
+    allow_random_weights) or "reference" (ReferenceDinoEncoder: dim, stride_px)."""
+    if kind not in DINO_KINDS:
+        raise ValueError(f"unknown DINO encoder kind {kind!r}; known: {sorted(DINO_KINDS)}")
+    return DINO_KINDS[kind](device=device, **options)

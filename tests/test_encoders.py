@@ -1,0 +1,337 @@
+"""Encoders (reference, OpenCLIP, DINO), their factory, and the feature cache."""
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lerf.encoders import cache as cache_mod
+from lerf.encoders.base import WeightsNotFoundError
+from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
+from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
+from lerf.encoders.reference import ReferenceClipEncoder, ReferenceDinoEncoder
+
+LABELS = {1: "table", 2: "red mug", 3: "blue book"}
+CANONICAL = ["object", "things", "stuff", "texture"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Belt and braces: any hub call that slipped through fails instead of reaching the network."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+# ---------------------------------------------------------------- reference CLIP
+
+def crop_ids(*ids_per_column_block):
+    """An 8 x 8 id crop split into equal vertical bands, one per given id."""
+    ids = torch.zeros(1, 8, 8, dtype=torch.long)
+    band = 8 // len(ids_per_column_block)
+    for k, obj in enumerate(ids_per_column_block):
+        ids[:, :, k * band:(k + 1) * band] = obj
+    return ids
+
+
+def test_reference_crop_inside_one_object_is_that_objects_text_vector():
+    enc = ReferenceClipEncoder(LABELS, dim=32)
+    rgb = torch.rand(1, 3, 8, 8)
+    for obj, name in LABELS.items():
+        v = enc.encode_crops(rgb, crop_ids(obj))
+        assert v.shape == (1, 32)
+        assert torch.allclose(v, enc.encode_text([name]), atol=1e-6)
+    assert torch.allclose(enc.encode_crops(rgb, crop_ids(0)), enc.encode_text(["background"]))
+
+
+def test_reference_mixed_crop_is_normalised_pixel_weighted_mix():
+    enc = ReferenceClipEncoder(LABELS, dim=32)
+    rgb = torch.rand(1, 3, 8, 8)
+    mug, table = enc.encode_text(["red mug", "table"])
+    half = enc.encode_crops(rgb, crop_ids(2, 1))
+    expect = (mug + table) / (mug + table).norm()
+    assert torch.allclose(half[0], expect, atol=1e-6)
+    quarter = enc.encode_crops(rgb, crop_ids(2, 2, 2, 1))  # 3/4 mug
+    expect = (3 * mug + table) / (3 * mug + table).norm()
+    assert torch.allclose(quarter[0], expect, atol=1e-6)
+    assert torch.allclose(quarter.norm(dim=-1), torch.ones(1))
+
+
+def test_reference_text_rules():
+    enc = ReferenceClipEncoder(LABELS, dim=64)
+    objects = enc.encode_text(list(LABELS.values()))
+    canon = enc.encode_text(CANONICAL)
+    assert torch.allclose(canon.norm(dim=-1), torch.ones(4))
+    assert (canon @ objects.T).abs().max() < 0.6  # unrelated random directions
+    assert (canon @ canon.T - torch.eye(4)).abs().max() < 0.6
+    assert torch.equal(enc.encode_text([" Red Mug"]), enc.encode_text(["red mug"]))
+    # same text, same vector, whatever the labels of the encoder
+    assert torch.equal(ReferenceClipEncoder({}, dim=64).encode_text(["object"]), canon[:1])
+
+
+def test_reference_requires_ids_and_known_ids():
+    enc = ReferenceClipEncoder(LABELS)
+    with pytest.raises(ValueError, match="object-id masks"):
+        enc.encode_crops(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\[7\]"):
+        enc.encode_crops(torch.rand(1, 3, 8, 8), crop_ids(7))
+
+
+def test_reference_vectors_identical_across_processes():
+    """Seeds come from SHA-256 of the text, not Python's per-process salted hash()."""
+    code = ("from lerf.encoders.reference import ReferenceClipEncoder as E;"
+            "print(E({1: 'red mug'}, dim=16).encode_text(['red mug', 'stuff']).tolist())")
+    here = ReferenceClipEncoder({1: "red mug"}, dim=16).encode_text(["red mug", "stuff"]).tolist()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == here
+
+
+# ---------------------------------------------------------------- reference DINO
+
+def test_reference_dino_features_depend_on_id_and_colour():
+    enc = ReferenceDinoEncoder(dim=16, stride_px=4)
+    rgb = torch.full((1, 3, 8, 16), 0.5)
+    ids = torch.zeros(1, 8, 16, dtype=torch.long)
+    ids[:, :, 8:] = 1
+    f = enc.encode_dense(rgb, ids)
+    assert f.shape == (1, 2, 4, 16) and enc.stride_px(8, 16) == (4.0, 4.0)
+    assert torch.allclose(f[0, 0, 0], enc.id_vector(0)) and torch.allclose(f[0, 1, 3], enc.id_vector(1))
+    red = rgb.clone()
+    red[:, 0] = 1.0
+    assert not torch.allclose(enc.encode_dense(red, ids), f)
+    assert enc.encode_dense(rgb).abs().max() < 1e-6  # grey, no ids: nothing to see
+    assert enc.grid_hw(10, 30) == (2, 8)  # round(10/4), round(30/4)
+
+
+# ---------------------------------------------------------------- cache
+
+class CountingClip(ReferenceClipEncoder):
+    def __init__(self, *a, on_call=None, **kw):
+        super().__init__(*a, **kw)
+        self.calls, self.on_call = 0, on_call
+
+    def encode_crops(self, rgb, ids=None):
+        self.calls += 1
+        if self.on_call is not None:
+            self.on_call(self.calls)
+        return super().encode_crops(rgb, ids)
+
+
+def scene(n=2, h=24, w=32):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.zeros(n, h, w, dtype=torch.long)
+    ids[:, 4:16, 4:14] = 1
+    ids[:, 10:20, 18:30] = 2
+    return torch.rand(n, h, w, 3, generator=g), ids
+
+
+FRACS = [0.2, 0.35, 0.5]
+
+
+def test_cache_reuses_same_key_without_calling_encoder(tmp_path):
+    images, ids = scene()
+    enc = CountingClip(LABELS)
+    first = load_or_build_clip_pyramid(tmp_path, images, ids, enc, FRACS, batch_size=16, progress=False)
+    assert enc.calls > 0
+    enc2 = CountingClip(LABELS)
+    second = load_or_build_clip_pyramid(tmp_path, images, ids, enc2, FRACS, progress=False)
+    assert enc2.calls == 0
+    assert np.array_equal(np.asarray(first.features), np.asarray(second.features))
+    assert second.features.dtype == np.float16
+
+
+@pytest.mark.parametrize("change", ["fracs", "image", "encoder", "ids"])
+def test_cache_changed_key_recomputes_and_says_why(tmp_path, caplog, change):
+    images, ids = scene()
+    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
+    fracs, labels = FRACS, LABELS
+    if change == "fracs":
+        fracs = [0.2, 0.5]
+    elif change == "image":
+        images = images.clone()
+        images[1, 0, 0, 0] += 0.01
+    elif change == "encoder":
+        labels = {**LABELS, 3: "green book"}
+    else:
+        ids = ids.clone()
+        ids[0, 0, 0] = 3
+    enc = CountingClip(labels)
+    with caplog.at_level(logging.INFO, logger="lerf.encoders.cache"):
+        pyr = load_or_build_clip_pyramid(tmp_path, images, ids, enc, fracs, progress=False)
+    assert enc.calls > 0 and pyr.crop_fracs == fracs
+    assert "stale" in caplog.text and "Changed: key." in caplog.text
+
+
+def test_sidecar_absent_until_data_complete_and_crash_leaves_no_valid_cache(tmp_path):
+    images, ids = scene()
+    data, sidecar = cache_mod.cache_paths(tmp_path, "clip_pyramid_reference_clip_128")
+    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
+    assert data.exists() and sidecar.exists()
+
+    seen = []
+    enc = CountingClip(LABELS, on_call=lambda k: seen.append(sidecar.exists()))
+    load_or_build_clip_pyramid(tmp_path, images, ids, enc, [0.25, 0.5], batch_size=4, progress=False)
+    assert seen and not any(seen)  # stale sidecar removed before the first crop was encoded
+    assert sidecar.exists()
+
+    def crash(k):
+        if k == 3:
+            raise RuntimeError("killed mid-build")
+    with pytest.raises(RuntimeError, match="killed"):
+        load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS, on_call=crash),
+                                   FRACS, batch_size=4, progress=False)
+    assert not sidecar.exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # temp file cleaned up
+    enc = CountingClip(LABELS)
+    load_or_build_clip_pyramid(tmp_path, images, ids, enc, FRACS, progress=False)
+    assert enc.calls > 0 and sidecar.exists()
+
+
+def test_truncated_data_with_sidecar_is_rebuilt(tmp_path):
+    images, ids = scene()
+    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
+    data, _ = cache_mod.cache_paths(tmp_path, "clip_pyramid_reference_clip_128")
+    np.save(data, np.zeros((3, 128), np.float16))
+    enc = CountingClip(LABELS)
+    load_or_build_clip_pyramid(tmp_path, images, ids, enc, FRACS, progress=False)
+    assert enc.calls > 0
+
+
+def test_memmap_and_ram_loading_agree(tmp_path):
+    images, ids = scene()
+    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
+    mm = load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS,
+                                    in_memory=False, progress=False)
+    ram = load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS,
+                                     in_memory=True, progress=False)
+    assert isinstance(mm.features, np.memmap) and not isinstance(ram.features, np.memmap)
+    g = torch.Generator().manual_seed(1)
+    args = (torch.randint(0, 2, (100,), generator=g), torch.rand(100, generator=g) * 32,
+            torch.rand(100, generator=g) * 24, torch.rand(100, generator=g) * 0.6)
+    a, b = mm.lookup(*args), ram.lookup(*args)
+    assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_cached_pyramid_answers_object_queries(tmp_path):
+    """End to end: a pixel deep inside the mug at a small scale reads back the mug's vector."""
+    images, ids = scene(h=48, w=64)
+    ids[:, 20:40, 36:60] = 2
+    enc = ReferenceClipEncoder(LABELS)
+    pyr = load_or_build_clip_pyramid(tmp_path, images, ids, enc, [0.1, 0.3, 0.5], progress=False)
+    out = pyr.lookup(torch.tensor([0]), torch.tensor([48.0]), torch.tensor([30.0]), torch.tensor([0.1]))
+    sims = torch.nn.functional.normalize(out, dim=-1) @ enc.encode_text(list(LABELS.values())).T
+    assert sims.argmax().item() == 1 and sims[0, 1] > 0.99
+
+
+def test_dino_cache_roundtrip(tmp_path):
+    images, ids = scene()
+    enc = ReferenceDinoEncoder(dim=8, stride_px=4)
+    a = load_or_build_dino_maps(tmp_path, images, ids, enc, progress=False)
+    side = json.loads((tmp_path / "dino_maps_reference_dino_8.json").read_text())
+    assert side["stride_px"] == [4.0, 4.0] and side["shape"] == [2, 6, 8, 8]
+    b = load_or_build_dino_maps(tmp_path, images, ids, enc, in_memory=False, progress=False)
+    assert isinstance(b.features, np.memmap) and np.array_equal(a.features, b.features)
+
+
+# ---------------------------------------------------------------- factory
+
+def test_factory_kinds():
+    assert isinstance(build_clip_encoder("reference", labels=LABELS, dim=16), ReferenceClipEncoder)
+    assert isinstance(build_dino_encoder("reference", dim=8), ReferenceDinoEncoder)
+    with pytest.raises(ValueError, match="openclip"):
+        build_clip_encoder("clip-vit")
+    with pytest.raises(ValueError, match="dino"):
+        build_dino_encoder("dinov2")
+
+
+# ---------------------------------------------------------------- real encoders, offline
+
+def test_openclip_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(WeightsNotFoundError) as err:
+        build_clip_encoder("openclip", checkpoint=str(tmp_path / "nope.bin"))
+    msg = str(err.value)
+    for needle in ("open_clip_pytorch_model.bin", "laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
+                   "encoder.clip_checkpoint", "nope.bin"):
+        assert needle in msg
+
+
+def test_openclip_failed_download_names_the_file(monkeypatch):
+    from lerf.encoders import openclip
+
+    def no_network(*a, **kw):
+        raise ConnectionError("offline")
+    monkeypatch.setattr(openclip, "download_weights", no_network)
+    with pytest.raises(WeightsNotFoundError, match="open_clip_pytorch_model.bin") as err:
+        openclip.OpenClipEncoder()
+    assert "download failed" in str(err.value) and "encoder.clip_checkpoint" in str(err.value)
+
+
+def test_dino_missing_weights_names_the_file(tmp_path, monkeypatch):
+    from lerf.encoders import dino
+    with pytest.raises(WeightsNotFoundError) as err:
+        build_dino_encoder("dino", checkpoint=str(tmp_path / "nope.pth"))
+    for needle in ("model.safetensors", "timm/vit_small_patch8_224.dino",
+                   "dino_deitsmall8_pretrain.pth", "encoder.dino_checkpoint"):
+        assert needle in str(err.value)
+
+    def no_network(*a, **kw):
+        raise ConnectionError("offline")
+    monkeypatch.setattr(dino, "download_weights", no_network)
+    with pytest.raises(WeightsNotFoundError, match="download failed"):
+        dino.DinoEncoder()
+
+
+@pytest.fixture(scope="module")
+def random_clip():
+    return build_clip_encoder("openclip", allow_random_weights=True)
+
+
+def test_openclip_random_weights_shapes(random_clip, caplog):
+    enc = random_clip
+    assert enc.embed_dim == 512 and enc.input_px == 224
+    img = enc.encode_crops(torch.rand(2, 3, 40, 40))  # resized to 224 inside
+    txt = enc.encode_text(["red mug", "object"])
+    for x in (img, txt):
+        assert x.shape == (2, 512) and x.dtype == torch.float32
+        assert torch.allclose(x.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert enc.cache_key()["weights"].startswith("random")
+
+
+def test_openclip_checkpoint_file_loads_offline(random_clip, tmp_path):
+    path = tmp_path / "clip.pt"
+    torch.save(random_clip.model.state_dict(), path)
+    enc = build_clip_encoder("openclip", checkpoint=str(path))
+    assert enc.cache_key()["weights"].startswith("sha256:")
+    assert torch.allclose(enc.encode_text(["red mug"]), random_clip.encode_text(["red mug"]), atol=1e-5)
+
+
+def test_dino_random_weights_dense_shapes_any_size():
+    enc = build_dino_encoder("dino", allow_random_weights=True, load_size=None)
+    for h, w in [(40, 56), (37, 61)]:
+        f = enc.encode_dense(torch.rand(1, 3, h, w))
+        gh, gw = enc.grid_hw(h, w)
+        assert f.shape == (1, gh, gw, 384) and f.dtype == torch.float32
+        sv, su = enc.stride_px(h, w)
+        assert abs(sv * gh - h) < 1e-9 and abs(su * gw - w) < 1e-9
+    assert enc.grid_hw(40, 56) == (5, 7)
+    enc.load_size = 32  # shorter side -> 32 px: 4 patches of 8 px
+    assert enc.encode_dense(torch.rand(1, 3, 40, 80)).shape == (1, 4, 8, 384)
+
+
+def test_dino_checkpoint_formats_load_strictly(tmp_path):
+    from lerf.encoders import dino
+    ref = dino.DinoEncoder(allow_random_weights=True, load_size=None)
+    sd = ref.net.state_dict()
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in sd.items()}}, tmp_path / "dino.pth")
+    enc = dino.DinoEncoder(checkpoint=str(tmp_path / "dino.pth"), load_size=None)
+    x = torch.rand(1, 3, 32, 40)
+    assert torch.allclose(enc.encode_dense(x), ref.encode_dense(x), atol=1e-5)
+    del sd["blocks.3.mlp.fc1.weight"]
+    torch.save(sd, tmp_path / "broken.pth")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        dino.DinoEncoder(checkpoint=str(tmp_path / "broken.pth"))
