@@ -108,93 +108,130 @@ def make_level_layout(num_levels: int, features_per_level: int, log2_hashmap_siz
 # --------------------------------------------------------------------------------------------
 # Torch backend
 # --------------------------------------------------------------------------------------------
-def _axis_terms(cell: Int[Tensor, "n levels 3"], res: Int[Tensor, "levels"], hashed: bool,
-                log2_hashmap_size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Each axis' contribution to a corner's row, for the lower (0) and upper (1) corner.
+# Layout: level-major, then corner, then point ([levels, 8, n]). Every elementwise op then
+# broadcasts over leading dims and streams over long contiguous runs of points; torch's CPU
+# kernels are several times slower when the broadcast dim is a small innermost one ([n, levels, 8]).
+# Corner c = 4 bz + 2 by + bx: bit b of an axis picks the lower (0) or upper (1) cell vertex.
 
-    A corner's row is ``tx[bx] op ty[by] op tz[bz]`` with op = ``+`` (dense) or ``^`` (hash). The
-    hash is masked per axis *before* XOR-ing: the low bits of an XOR are the XOR of the low bits,
-    so int32 holds everything after this point (half the memory traffic of int64).
+def index_dtype(layout: LevelLayout) -> torch.dtype:
+    """int32 when every intermediate fits: half the memory traffic of int64 over the 8 n L rows.
+
+    The hash multiplies by primes reduced mod the table size (the low bits of a product depend only
+    on the low bits of its factors), so the largest intermediate is ``(res + 1) * 2**log2``.
+
+    >>> index_dtype(make_level_layout(16, 2, 19, 16, 2048)), index_dtype(make_level_layout(16, 2, 22, 16, 4096))
+    (torch.int32, torch.int64)
     """
-    corners = torch.stack([cell, cell + 1], dim=-1)  # [n, levels, 3, 2]
-    if hashed:
-        primes = torch.tensor(HASH_PRIMES, dtype=torch.int64, device=cell.device)
-        terms = (corners * primes[:, None]) & (2**log2_hashmap_size - 1)
+    top = layout.resolution[-1] + 1
+    largest = max(layout.total_size, top * 2**layout.log2_hashmap_size, top**3)
+    return torch.int32 if largest < 2**31 else torch.int64
+
+
+def _corner_rows(cell: Tensor, layout: LevelLayout, levels: range, out: Tensor) -> None:
+    """Write the table rows of the 8 corners of ``cell`` ([group, 3, n]) into ``out``
+    ([group, 2, 2, 2, n], indexed [level, bz, by, bx, point]).
+
+    A corner's row is ``offset + (tx op ty op tz)``, one term per axis and per lower/upper vertex,
+    with op = ``^`` (hashed levels, Instant-NGP eq. 4) or ``+`` (dense levels, x fastest).
+    """
+    dt, dev = out.dtype, out.device
+    vertex = torch.stack([cell, cell + 1], dim=2)  # [group, 3 axes, 2, n]
+    if layout.hashed[levels.start]:
+        mask = 2**layout.log2_hashmap_size - 1
+        primes = torch.tensor([p & mask for p in HASH_PRIMES], dtype=dt, device=dev)
+        terms, op = (vertex * primes[:, None, None]) & mask, torch.bitwise_xor
     else:
-        side = (res + 1)[:, None]
-        strides = torch.cat([torch.ones_like(side), side, side * side], dim=1)  # [levels, 3]
-        terms = corners * strides[..., None]
-    terms = terms.to(torch.int32)
-    return terms[:, :, 0], terms[:, :, 1], terms[:, :, 2]
-
-
-def _group_corners(x: Float[Tensor, "n 3"], layout: LevelLayout, levels: range
-                   ) -> tuple[Int[Tensor, "n group 8"], Float[Tensor, "n group 8"]]:
-    """Rows and trilinear weights of the 8 corners, for a run of levels of one kind.
-
-    Corner ``c`` has bits ``(bx, by, bz) = (c & 1, c >> 1 & 1, c >> 2 & 1)``.
-    """
-    dev = x.device
-    res = torch.tensor([layout.resolution[l] for l in levels], dtype=torch.int64, device=dev)
-    pos = x[:, None, :] * res.to(x.dtype)[:, None]  # [n, group, 3]
-    # min(): a point at exactly 1.0 falls in the last cell (weight 1 on its upper corner).
-    cell = torch.minimum(pos.detach().floor().to(torch.int64), (res - 1)[:, None])
-    frac = pos - cell.to(x.dtype)  # differentiable in x; the cell is piecewise constant
-
-    hashed = layout.hashed[levels.start]
-    tx, ty, tz = _axis_terms(cell, res, hashed, layout.log2_hashmap_size)
-    combine = torch.bitwise_xor if hashed else torch.add
-    rows = combine(combine(tz[..., :, None, None], ty[..., None, :, None]), tx[..., None, None, :])
-    offset = torch.tensor([layout.offset[l] for l in levels], dtype=torch.int32, device=dev)
-    rows = rows.reshape(*rows.shape[:2], 8) + offset[:, None]
-
-    wx, wy, wz = (torch.stack([1 - frac[..., a], frac[..., a]], dim=-1) for a in range(3))
-    weights = (wz[..., :, None, None] * wy[..., None, :, None] * wx[..., None, None, :])
-    return rows, weights.reshape(*weights.shape[:2], 8)
+        side = torch.tensor([layout.resolution[l] + 1 for l in levels], dtype=dt, device=dev)[:, None]
+        strides = torch.cat([torch.ones_like(side), side, side * side], dim=1)  # [group, 3]
+        terms, op = vertex * strides[:, :, None, None], torch.add
+    tx, ty, tz = terms.unbind(dim=1)  # each [group, 2, n]
+    op(op(tz[:, :, None, None], ty[:, None, :, None]), tx[:, None, None, :], out=out)
+    out += torch.tensor([layout.offset[l] for l in levels], dtype=dt, device=dev)[:, None, None, None, None]
 
 
 def corner_rows_and_weights(x: Float[Tensor, "n 3"], layout: LevelLayout
-                            ) -> tuple[Int[Tensor, "n levels 8"], Float[Tensor, "n levels 8"]]:
-    """Table rows (int32) and trilinear weights of every level's 8 cell corners.
+                            ) -> tuple[Int[Tensor, "levels 8 n"], Float[Tensor, "levels 8 n"]]:
+    """Table rows and trilinear weights of the 8 cell corners, for every level at once.
 
-    Dense and hashed levels are two contiguous runs, each computed in one vectorised pass.
+    Weights are differentiable in ``x``; rows are not (they are piecewise constant).
     """
-    x = x.clamp(0.0, 1.0)
-    runs = [r for r in (range(0, layout.num_dense), range(layout.num_dense, layout.num_levels)) if len(r)]
-    parts = [_group_corners(x, layout, r) for r in runs]
-    if len(parts) == 1:
-        return parts[0]
-    return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
+    res = torch.tensor(layout.resolution, dtype=x.dtype, device=x.device)[:, None, None]
+    pos = x.clamp(0.0, 1.0).T.contiguous()[None] * res  # [levels, 3, n]
+    # min(): a point at exactly 1.0 falls in the last cell (weight 1 on its upper vertex).
+    cell = torch.minimum(pos.detach().floor(), res - 1)
+    frac = pos - cell
+
+    lower_upper = torch.stack([1 - frac, frac], dim=2)  # [levels, 3, 2, n]
+    wx, wy, wz = lower_upper.unbind(dim=1)
+    weights = wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]
+
+    cell = cell.to(index_dtype(layout))
+    rows = torch.empty(layout.num_levels, 2, 2, 2, x.shape[0], dtype=cell.dtype, device=x.device)
+    for run in (range(0, layout.num_dense), range(layout.num_dense, layout.num_levels)):
+        if len(run):  # dense levels, then hashed levels: two vectorised passes
+            _corner_rows(cell[run.start:run.stop], layout, run, out=rows[run.start:run.stop])
+    return rows.flatten(1, 3), weights.flatten(1, 3)
+
+
+def _row_words(table: Tensor) -> tuple[Tensor, int]:
+    """The table as a flat run of 'words', and words per row.
+
+    Pairs of float32/64 features are viewed as one complex number, so a row of 2 features moves as
+    one 8/16-byte element: ``index_select``/``index_add_`` on a 1-D tensor take torch's fast path
+    (on a [rows, 2] tensor, ``index_add_`` walks a slow per-row loop: 10x slower here).
+    """
+    if table.shape[1] % 2 == 0 and table.dtype in (torch.float32, torch.float64):
+        return torch.view_as_complex(table.view(-1, 2)), table.shape[1] // 2
+    return table.view(-1), table.shape[1]
+
+
+def _word_index(rows: Tensor, words_per_row: int) -> Tensor:
+    """Flat word indices of whole rows: ``rows * k + [0..k)``, rows-major."""
+    if words_per_row == 1:
+        return rows.reshape(-1)
+    return (rows[..., None] * words_per_row + torch.arange(words_per_row, device=rows.device)).reshape(-1)
+
+
+def _gather(table: Tensor, rows: Tensor) -> Tensor:
+    """``table[rows]`` as [*rows.shape, features], through the word view."""
+    words, k = _row_words(table)
+    picked = words.index_select(0, _word_index(rows, k))
+    picked = torch.view_as_real(picked) if picked.is_complex() else picked
+    return picked.view(*rows.shape, table.shape[1])
 
 
 class _WeightedGather(torch.autograd.Function):
-    """``out[n, l, f] = sum_c weights[n, l, c] * table[rows[n, l, c], f]``.
+    """``out[l, n, f] = sum_c weights[l, c, n] * table[rows[l, c, n], f]``.
 
-    Why a Function: autograd through ``table[rows]`` would materialise a dense table-sized gradient
-    per use and keep the gathered features alive; here backward is one ``index_add_`` into the
-    table gradient, and the features are re-gathered only if the weights need a gradient.
+    Why a Function: autograd through ``table[rows]`` materialises a table-sized gradient per use
+    and keeps the gathered features alive; here backward is one ``index_add_`` into the table
+    gradient, and the features are re-gathered only when the weights need a gradient.
     """
 
     @staticmethod
     def forward(ctx, table: Tensor, rows: Tensor, weights: Tensor) -> Tensor:
-        n, levels, _ = rows.shape
-        feats = table.index_select(0, rows.reshape(-1)).view(n, levels, 8, table.shape[1])
+        feats = _gather(table, rows)  # [levels, 8, n, f]
         ctx.save_for_backward(table, rows, weights)
-        return torch.einsum("nlc,nlcf->nlf", weights, feats)
+        # per feature: the product streams over contiguous points, the sum reduces the corner dim
+        return torch.stack([(weights * feats[..., f]).sum(dim=1) for f in range(table.shape[1])], dim=-1)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         table, rows, weights = ctx.saved_tensors
         grad_table = grad_weights = None
         if ctx.needs_input_grad[0]:
-            # per corner: d out[n,l,f] / d table[row, f] = weight
-            contrib = weights[..., None] * grad_out[:, :, None, :]  # [n, levels, 8, f]
+            # d out[l, n, f] / d table[rows[l, c, n], f] = weights[l, c, n]; written interleaved
+            # ([.., f] innermost) so that it lines up with the table's words.
+            contrib = weights.new_empty(*weights.shape, table.shape[1])
+            for f in range(table.shape[1]):
+                torch.mul(weights, grad_out[:, None, :, f], out=contrib[..., f])
             grad_table = torch.zeros_like(table)
-            grad_table.index_add_(0, rows.reshape(-1), contrib.reshape(-1, table.shape[1]))
+            words, k = _row_words(grad_table)
+            contrib_words = torch.view_as_complex(contrib.view(-1, 2)) if words.is_complex() else contrib
+            words.index_add_(0, _word_index(rows, k), contrib_words.reshape(-1))
         if ctx.needs_input_grad[2]:
-            n, levels, _ = rows.shape
-            feats = table.index_select(0, rows.reshape(-1)).view(n, levels, 8, table.shape[1])
-            grad_weights = torch.einsum("nlf,nlcf->nlc", grad_out, feats)
+            feats = _gather(table, rows)
+            grad_weights = sum(grad_out[:, None, :, f] * feats[..., f] for f in range(table.shape[1]))
         return grad_table, None, grad_weights
 
 
@@ -206,8 +243,8 @@ def hashgrid_torch(x: Float[Tensor, "n 3"], table: Float[Tensor, "rows f"],
     in ``x`` (through the trilinear weights).
     """
     rows, weights = corner_rows_and_weights(x, layout)
-    out = _WeightedGather.apply(table, rows, weights)
-    return out.reshape(x.shape[0], layout.num_levels * layout.features_per_level)
+    out = _WeightedGather.apply(table.contiguous(), rows, weights)  # [levels, n, f]
+    return out.transpose(0, 1).reshape(x.shape[0], layout.num_levels * layout.features_per_level)
 
 
 def hashgrid_reference(x: Float[Tensor, "n 3"], table: Float[Tensor, "rows f"],

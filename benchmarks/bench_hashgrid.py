@@ -1,0 +1,221 @@
+"""Hash grid speed: our backends vs nerfstudio's pure-torch HashEncoding, side by side.
+
+    python benchmarks/bench_hashgrid.py                       # CPU, 2**16 points -> results/hashgrid_cpu.json
+    python benchmarks/bench_hashgrid.py --out benchmarks/results/hashgrid_cuda.json   # on a GPU machine
+
+Same hyper-parameters for everyone (16 levels x 2 features, 2**19 rows per level, resolution
+16..2048). Before timing, nerfstudio's table is copied into ours and both encodings are checked to
+give the same output and the same table gradient. On CUDA the triton and tcnn backends are timed
+too (tcnn aligns its grid differently, so it is timed but not value-checked).
+
+Needs nerfstudio (benchmark-only; see benchmarks/requirements.txt for the minimal install).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+
+from lerf.fields.hashgrid import HASH_PRIMES, HashGrid, LevelLayout, resolve_hashgrid_backend
+
+CONFIG = dict(num_levels=16, features_per_level=2, log2_hashmap_size=19, base_resolution=16, max_resolution=2048)
+
+
+def import_nerfstudio_hash_encoding():
+    """nerfstudio's HashEncoding class, or exit with install instructions."""
+    if importlib.util.find_spec("nerfstudio") is None:
+        sys.exit("bench_hashgrid: nerfstudio is not installed. Install the benchmark deps with\n"
+                 "  pip install --no-deps nerfstudio==1.1.5 && pip install -r benchmarks/requirements.txt")
+    if importlib.util.find_spec("viser") is None:
+        # Only reached through nerfstudio.utils.math -> data.scene_box; HashEncoding never uses it.
+        stub = types.ModuleType("viser")
+        stub.transforms = types.ModuleType("viser.transforms")
+        sys.modules.update({"viser": stub, "viser.transforms": stub.transforms})
+    try:
+        from nerfstudio.field_components.encodings import HashEncoding
+    except ImportError as err:
+        sys.exit(f"bench_hashgrid: importing nerfstudio's encodings failed ({err}); "
+                 "see benchmarks/requirements.txt")
+    return HashEncoding
+
+
+def nerfstudio_rows(layout: LevelLayout, log2_hashmap_size: int) -> torch.Tensor:
+    """For each row of our table, the row of nerfstudio's table that holds the same vertex.
+
+    nerfstudio hashes every level into its own 2**log2 block; we index the coarse levels densely
+    (x fastest). Hashed levels use the same hash, so their rows map one to one.
+    """
+    block = 2**log2_hashmap_size
+    parts = []
+    for level, (res, size, hashed) in enumerate(zip(layout.resolution, layout.table_size, layout.hashed)):
+        if hashed:
+            parts.append(level * block + torch.arange(size))
+            continue
+        v = torch.arange(res + 1)
+        vz, vy, vx = torch.meshgrid(v, v, v, indexing="ij")  # our dense row = x + y*(r+1) + z*(r+1)^2
+        h = (vx * HASH_PRIMES[0]) ^ (vy * HASH_PRIMES[1]) ^ (vz * HASH_PRIMES[2])
+        parts.append(level * block + (h % block).reshape(-1))
+    return torch.cat(parts)
+
+
+def check_same_function(ours: HashGrid, theirs, rows: torch.Tensor, x: torch.Tensor) -> dict:
+    """Copy nerfstudio's table into ours; compare outputs and table gradients."""
+    with torch.no_grad():
+        theirs.hash_table.normal_()  # O(1) values, so that a wrong row or weight is visible
+        ours.table.copy_(theirs.hash_table[rows])
+    upstream = torch.randn(x.shape[0], ours.output_dim, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for enc, param in ((ours, ours.table), (theirs, theirs.hash_table)):
+        param.grad = None
+        out = enc(x)
+        (out * upstream).sum().backward()
+        outs.append(out.detach())
+    # Our rows that share a nerfstudio row (dense-level hash collisions there) add up.
+    ours_grad_in_theirs = torch.zeros_like(theirs.hash_table).index_add_(0, rows, ours.table.grad)
+    result = {"max_abs_diff_output": (outs[0] - outs[1]).abs().max().item(),
+              "max_abs_diff_table_grad": (ours_grad_in_theirs - theirs.hash_table.grad).abs().max().item()}
+    ok = result["max_abs_diff_output"] < 1e-4 and result["max_abs_diff_table_grad"] < 1e-3
+    if not ok:
+        sys.exit(f"bench_hashgrid: ours and nerfstudio disagree: {result}")
+    return result
+
+
+def measure(encoders: dict, x: torch.Tensor, repeats: int) -> dict:
+    """Median forward and forward+backward times (ms) of each ``name -> (module, parameter)``.
+
+    The encoders take turns within every repeat, so that load from other processes on a shared
+    machine falls on all of them alike.
+    """
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    upstream = torch.randn(x.shape[0], CONFIG["num_levels"] * CONFIG["features_per_level"], device=x.device)
+
+    def forward(module, param):
+        with torch.no_grad():
+            module(x)
+
+    def forward_backward(module, param):
+        param.grad = None
+        (module(x) * upstream).sum().backward()
+
+    times = {name: {"forward": [], "forward_backward": []} for name in encoders}
+    for repeat in range(repeats + 1):  # the first round warms up and is not recorded
+        for name, (module, param) in encoders.items():
+            for kind, fn in (("forward", forward), ("forward_backward", forward_backward)):
+                sync()
+                start = time.perf_counter()
+                fn(module, param)
+                sync()
+                if repeat:
+                    times[name][kind].append(1e3 * (time.perf_counter() - start))
+    return {name: {"forward_ms": statistics.median(t["forward"]),
+                   "forward_backward_ms": statistics.median(t["forward_backward"]),
+                   "forward_ms_all": [round(v, 2) for v in t["forward"]],
+                   "forward_backward_ms_all": [round(v, 2) for v in t["forward_backward"]]}
+            for name, t in times.items()}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def bench_cpu(points: int, repeats: int) -> dict:
+    HashEncoding = import_nerfstudio_hash_encoding()
+    torch.manual_seed(0)
+    ours = HashGrid(**CONFIG, backend="torch")
+    theirs = HashEncoding(num_levels=16, min_res=16, max_res=2048, log2_hashmap_size=19, features_per_level=2,
+                          implementation="torch")
+    # nerfstudio computes b**l in float32 and floors its top level to 2047; use our exact schedule
+    # (1 vertex per axis more at one level: no change in cost) so the two compute one function.
+    scalings_nerfstudio = [int(s) for s in theirs.scalings.tolist()]
+    theirs.scalings = torch.tensor(ours.layout.resolution, dtype=torch.float32)
+    x = torch.rand(points, 3, generator=torch.Generator().manual_seed(1))
+
+    check = check_same_function(ours, theirs, nerfstudio_rows(ours.layout, 19), x)
+    results = measure({"nerfstudio_torch": (theirs, theirs.hash_table), "ours_torch": (ours, ours.table)},
+                      x, repeats)
+    speedup = {k: results["nerfstudio_torch"][k] / results["ours_torch"][k]
+               for k in ("forward_ms", "forward_backward_ms")}
+    return {"check_vs_nerfstudio": check, "nerfstudio_scalings_as_shipped": scalings_nerfstudio,
+            "results": results, "speedup_ours_vs_nerfstudio": speedup}
+
+
+def bench_cuda(points: int, repeats: int) -> dict:
+    """Every CUDA backend present vs our torch backend on the GPU."""
+    device = torch.device("cuda")
+    x = torch.rand(points, 3, device=device)
+    reference = HashGrid(**CONFIG, backend="torch").to(device)
+    with torch.no_grad():
+        reference.table.normal_()  # O(1) values, so that a wrong row or weight is visible
+    encoders, skipped, checks = {"torch": (reference, reference.table)}, {}, {}
+    for backend in ("triton", "tcnn"):
+        try:
+            resolve_hashgrid_backend(backend, device)
+        except RuntimeError as err:
+            skipped[backend] = str(err)
+            continue
+        grid = HashGrid(**CONFIG, backend=backend).to(device)
+        encoders[backend] = (grid, next(grid.parameters()))
+        if backend == "triton":  # same table layout as torch: must compute the same function
+            with torch.no_grad():
+                grid.table.copy_(reference.table)
+            checks["triton_vs_torch"] = compare_grads(grid, reference, x)
+    results = measure(encoders, x, repeats)
+    speedup = {f"{b}_vs_torch": results["torch"]["forward_backward_ms"] / r["forward_backward_ms"]
+               for b, r in results.items() if b != "torch"}
+    return {"device_name": torch.cuda.get_device_name(device), "checks": checks, "skipped": skipped,
+            "results": results, "speedup_forward_backward": speedup}
+
+
+def compare_grads(a: HashGrid, b: HashGrid, x: torch.Tensor) -> dict:
+    """Max abs differences of outputs and table gradients of two grids that share a table layout."""
+    upstream = torch.randn(x.shape[0], a.output_dim, device=x.device)
+    outs = []
+    for grid in (a, b):
+        grid.table.grad = None
+        out = grid(x)
+        (out * upstream).sum().backward()
+        outs.append(out.detach())
+    return {"max_abs_diff_output": (outs[0] - outs[1]).abs().max().item(),
+            "max_abs_diff_table_grad": (a.table.grad - b.table.grad).abs().max().item()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=2**16)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/hashgrid_cpu.json"))
+    args = parser.parse_args()
+
+    report = {"config": CONFIG, "points": args.points, "repeats": args.repeats, "statistic": "median",
+              "torch_version": torch.__version__, "python": platform.python_version(),
+              "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
+              "cpu_bench": bench_cpu(args.points, args.repeats)}
+    if torch.cuda.is_available():
+        report["cuda_bench"] = bench_cuda(args.points, args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    summary = {k: {n: round(v, 2) for n, v in r.items() if n.endswith("_ms")}
+               for k, r in report["cpu_bench"]["results"].items()}
+    print(json.dumps({"cpu": summary, "speedup": report["cpu_bench"]["speedup_ours_vs_nerfstudio"],
+                      "check": report["cpu_bench"]["check_vs_nerfstudio"]}, indent=2))
+    if "cuda_bench" in report:
+        print(json.dumps(report["cuda_bench"]["speedup_forward_backward"], indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
