@@ -36,8 +36,8 @@ from jaxtyping import Bool, Float, Int, UInt8
 from PIL import Image
 from tqdm import tqdm
 
-from lerf.data.demo_shapes import (CATALOGUE, SceneObject, ValueNoise, albedo, first_hits, make_noise,
-                                   object_bound, surface_normal, table, with_colour_gain)
+from lerf.data.demo_shapes import (CATALOGUE, SceneObject, ValueNoise, albedo, enclosing_sphere, first_hits,
+                                   make_noise, object_bound, surface_normal, table, with_colour_gain)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ TABLE_ID = 1  # ids: 0 background, 1 table, 2 + i for DEMO_OBJECT_NAMES[i]
 TABLE_RADIUS_M = 0.45
 PLACEMENT_RADIUS_M = 0.35  # every footprint stays inside this disc, so objects stay in frame
 OBJECT_GAP_M = 0.04  # minimum clearance between footprints
-COLOUR_JITTER = 0.08  # per-object, per-channel gain in [1 - j, 1 + j]
+# Per-object colour jitter: a brightness gain in [1 - b, 1 + b] times a per-channel tint in
+# [1 - t, 1 + t]; the tint stays small so a white plate stays white and a red mug red.
+JITTER_BRIGHTNESS, JITTER_TINT = 0.10, 0.03
 BACKGROUND_RGB = (0.85, 0.87, 0.90)
 LIGHT_DIR = np.array([0.45, 0.30, 0.84]) / np.linalg.norm([0.45, 0.30, 0.84])  # towards the light
 AMBIENT, DIFFUSE = 0.45, 0.55  # a surface facing the light gets albedo * 1.0
@@ -64,6 +66,7 @@ class DemoScene:
     """objects[0] is the table; objects[i] has id i + 1."""
 
     objects: tuple[SceneObject, ...]
+    bounds: tuple[tuple[Float[np.ndarray, "3"], float], ...]  # world bounding sphere per object
     noise: ValueNoise
     seed: int
 
@@ -124,22 +127,30 @@ def layout_objects(objects: tuple[SceneObject, ...], rng: np.random.Generator,
     raise RuntimeError("could not place the demo objects without overlap; the catalogue is too large for the table")
 
 
+def _colour_gain(rng: np.random.Generator) -> Float[np.ndarray, "3"]:
+    brightness = 1 + rng.uniform(-JITTER_BRIGHTNESS, JITTER_BRIGHTNESS)
+    return brightness * (1 + rng.uniform(-JITTER_TINT, JITTER_TINT, 3))
+
+
 def build_demo_scene(seed: int) -> DemoScene:
     """The scene for `seed`: jittered colours, a random layout, the noise lattice for textures."""
     rng = np.random.default_rng(seed)
-    objects = tuple(with_colour_gain(build(), 1 + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, 3)) for build in CATALOGUE)
+    objects = tuple(with_colour_gain(build(), _colour_gain(rng)) for build in CATALOGUE)
     placed = layout_objects(objects, rng)
-    tabletop = with_colour_gain(table(TABLE_RADIUS_M), 1 + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER, 3))
-    return DemoScene(objects=(tabletop,) + placed, noise=make_noise(rng), seed=seed)
+    tabletop = with_colour_gain(table(TABLE_RADIUS_M), _colour_gain(rng))
+    objects = (tabletop,) + placed
+    return DemoScene(objects=objects, bounds=tuple(_world_bound(o) for o in objects), noise=make_noise(rng), seed=seed)
+
+
+def _world_bound(obj: SceneObject) -> tuple[Float[np.ndarray, "3"], float]:
+    rot, pos = _object_to_world(obj)
+    center, radius = object_bound(obj)
+    return rot @ center + pos, radius
 
 
 def object_centers(scene: DemoScene) -> dict[int, list[float]]:
     """World centre (metres) of each object's bounding sphere, keyed by object id (table excluded)."""
-    out = {}
-    for idx, obj in enumerate(scene.objects[1:], start=TABLE_ID + 1):
-        rot, pos = _object_to_world(obj)
-        out[idx] = [float(v) for v in rot @ object_bound(obj)[0] + pos]
-    return out
+    return {k + 1: [float(v) for v in scene.bounds[k][0]] for k in range(1, len(scene.objects))}
 
 
 # --------------------------------------------------------------------------- cameras
@@ -187,25 +198,35 @@ def intrinsics(width: int, height: int) -> tuple[float, float, float, float]:
 # --------------------------------------------------------------------------- ray casting
 
 
+def _crossing(o: Float[np.ndarray, "n 3"], d: Float[np.ndarray, "n 3"], center: Float[np.ndarray, "3"],
+              radius: float, t_max: Float[np.ndarray, " n"]) -> Int[np.ndarray, " k"]:
+    """Indices of the unit rays that cross the sphere ahead of them and before t_max."""
+    oc = o - center
+    b = np.einsum("ij,ij->i", oc, d)
+    disc = b * b - np.einsum("ij,ij->i", oc, oc) + radius * radius
+    root = np.sqrt(np.maximum(disc, 0.0))
+    return np.nonzero((disc >= 0) & (root - b > 0) & (-b - root < t_max))[0]
+
+
 def trace(scene: DemoScene, o: Float[np.ndarray, "n 3"], d: Float[np.ndarray, "n 3"]
           ) -> tuple[Float[np.ndarray, " n"], Int[np.ndarray, " n"], Int[np.ndarray, " n"]]:
     """(t, object index, primitive index) of each unit world ray's first hit; (inf, -1, -1) on a miss.
 
-    Each object only tests the rays that cross its bounding sphere, which keeps the cost close
-    to one table intersection per ray.
+    Bounding spheres prune the work: one around all objects, then one per object, so each
+    object's primitives only see the rays that can hit it.
     """
     n = len(o)
     t, which_obj, which_prim = np.full(n, np.inf), np.full(n, -1), np.full(n, -1)
+    group = _crossing(o, d, *enclosing_sphere(list(scene.bounds[1:])), t)
     for k, obj in enumerate(scene.objects):
-        rot, pos = _object_to_world(obj)
-        center, radius = object_bound(obj)
-        oc = o - (rot @ center + pos)
-        b = np.einsum("ij,ij->i", oc, d)
-        disc = b * b - np.einsum("ij,ij->i", oc, oc) + radius * radius
-        near = -b - np.sqrt(np.maximum(disc, 0.0))
-        idx = np.nonzero((disc >= 0) & (-b + np.sqrt(np.maximum(disc, 0.0)) > 0) & (near < t))[0]
+        center, radius = scene.bounds[k]
+        if k == 0:  # the table: every ray is a candidate
+            idx = _crossing(o, d, center, radius, t)
+        else:
+            idx = group[_crossing(o[group], d[group], center, radius, t[group])]
         if len(idx) == 0:
             continue
+        rot, pos = _object_to_world(obj)
         t_obj, prim = first_hits(obj, (o[idx] - pos) @ rot, d[idx] @ rot)
         better = t_obj < t[idx]
         t[idx[better]], which_obj[idx[better]], which_prim[idx[better]] = t_obj[better], k, prim[better]
@@ -222,7 +243,7 @@ def contact_shadow(xy: Float[np.ndarray, "n 2"], objects: tuple[SceneObject, ...
     away = -LIGHT_DIR[:2] / LIGHT_DIR[2]
     for obj in objects:
         center, radius = object_bound(obj)
-        shift = away * (center[2] + radius) / 2
+        shift = away * (center[2] + radius) / 2  # half the object's height
         for x, y, r in world_footprint(obj):
             dist2 = np.sum((xy - [x + shift[0], y + shift[1]]) ** 2, axis=1)
             factor *= 1 - SHADOW_STRENGTH * np.exp(-dist2 / (1.2 * r) ** 2)
@@ -253,51 +274,68 @@ def shade(scene: DemoScene, points: Float[np.ndarray, "n 3"], which_obj: Int[np.
     return np.clip(rgb, 0.0, 1.0)
 
 
-def _sample_offsets(supersample: int) -> tuple[Float[np.ndarray, "s 2"], int]:
-    """Sub-pixel offsets of the colour samples plus the pixel centre, and the centre's index.
+@dataclass(frozen=True)
+class PixelRays:
+    """Unit ray directions in the camera frame for every sample of every pixel; shared by all views.
 
-    Example: supersample 2 -> (0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75), (0.5, 0.5);
-    centre index 4. With an odd supersample the centre is one of the grid samples.
+    Samples 0..n_colour-1 form the supersample grid whose colours are averaged; sample `centre`
+    goes through the pixel centre and gives depth and id.
     """
+
+    dirs_cam: Float[np.ndarray, "s p 3"]  # (sample, pixel in row-major order, xyz)
+    n_colour: int
+    centre: int
+    width: int
+    height: int
+
+
+def pixel_rays(width: int, height: int, supersample: int) -> PixelRays:
+    """Camera-frame rays for a (supersample x supersample) grid per pixel plus the pixel centre.
+
+    Pixel (row i, col j) spans [j, j+1] x [i, i+1] and is centred at (j + 0.5, i + 0.5).
+    Example: supersample 2 -> sub-pixel offsets (0.25, 0.25), (0.75, 0.25), (0.25, 0.75),
+    (0.75, 0.75), then the centre (0.5, 0.5); with an odd supersample the centre is a grid sample.
+    """
+    fx, fy, cx, cy = intrinsics(width, height)
     grid = (np.arange(supersample) + 0.5) / supersample
     offsets = np.stack(np.meshgrid(grid, grid, indexing="xy"), axis=-1).reshape(-1, 2)
-    hit = np.nonzero(np.all(np.isclose(offsets, 0.5), axis=1))[0]
-    if len(hit):
-        return offsets, int(hit[0])
-    return np.concatenate([offsets, [[0.5, 0.5]]]), len(offsets)
+    n_colour = len(offsets)
+    at_centre = np.nonzero(np.all(np.isclose(offsets, 0.5), axis=1))[0]
+    if len(at_centre):
+        centre = int(at_centre[0])
+    else:
+        offsets, centre = np.concatenate([offsets, [[0.5, 0.5]]]), n_colour
+    rows, cols = np.divmod(np.arange(width * height), width)
+    u = cols[None, :] + offsets[:, 0:1]  # (samples, pixels)
+    v = rows[None, :] + offsets[:, 1:2]
+    # OpenGL camera: +x right, +y up (image v grows down), looking down -z.
+    dirs = np.stack([(u - cx) / fx, -(v - cy) / fy, -np.ones_like(u)], axis=-1)
+    dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+    return PixelRays(dirs_cam=dirs, n_colour=n_colour, centre=centre, width=width, height=height)
 
 
-def render_view(scene: DemoScene, c2w: Float[np.ndarray, "4 4"], width: int, height: int, supersample: int = 2,
-                chunk_rays: int = 1 << 16
+def render_view(scene: DemoScene, c2w: Float[np.ndarray, "4 4"], rays: PixelRays, chunk_rays: int = 1 << 16
                 ) -> tuple[UInt8[np.ndarray, "h w 3"], Float[np.ndarray, "h w"], UInt8[np.ndarray, "h w"]]:
     """(RGB, distance along the ray in metres (inf on a miss), object id) of one view.
 
-    Colour averages supersample^2 sub-pixel rays; depth and id come from the pixel-centre ray,
-    so depth is finite exactly where id != 0. Pixel (row i, col j) is centred at (j + 0.5, i + 0.5).
+    Colour averages the supersample rays; depth and id come from the pixel-centre ray, so depth
+    is finite exactly where id != 0.
     """
-    fx, fy, cx, cy = intrinsics(width, height)
-    offsets, centre = _sample_offsets(supersample)
-    n_colour = supersample * supersample
-    rows, cols = np.divmod(np.arange(width * height), width)
-    rgb, depth, ids = np.zeros((width * height, 3)), np.zeros(width * height), np.zeros(width * height, np.uint8)
-    step = max(1, chunk_rays // len(offsets))
-    for start in range(0, width * height, step):
-        r, c = rows[start:start + step], cols[start:start + step]
-        u = c[None, :] + offsets[:, 0:1]  # (samples, pixels)
-        v = r[None, :] + offsets[:, 1:2]
-        # OpenGL camera: +x right, +y up (image v grows down), looking down -z.
-        dirs = np.stack([(u - cx) / fx, -(v - cy) / fy, -np.ones_like(u)], axis=-1).reshape(-1, 3)
-        dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True) @ c2w[:3, :3].T
+    n_samples, n_pixels = rays.dirs_cam.shape[:2]
+    rgb, depth, ids = np.zeros((n_pixels, 3)), np.zeros(n_pixels), np.zeros(n_pixels, np.uint8)
+    step = max(1, chunk_rays // n_samples)
+    for start in range(0, n_pixels, step):
+        sel = slice(start, min(start + step, n_pixels))
+        dirs = rays.dirs_cam[:, sel].reshape(-1, 3) @ c2w[:3, :3].T
         origins = np.broadcast_to(c2w[:3, 3], dirs.shape)
         t, obj, prim = trace(scene, origins, dirs)
         points = origins + np.where(np.isfinite(t), t, 0.0)[:, None] * dirs
-        colour = shade(scene, points, obj, prim).reshape(len(offsets), -1, 3)
-        sel = slice(start, start + len(r))
-        rgb[sel] = colour[:n_colour].mean(axis=0)
-        depth[sel] = t.reshape(len(offsets), -1)[centre]
-        ids[sel] = (obj.reshape(len(offsets), -1)[centre] + 1).astype(np.uint8)
-    image = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8).reshape(height, width, 3)
-    return image, depth.astype(np.float32).reshape(height, width), ids.reshape(height, width)
+        colour = shade(scene, points, obj, prim).reshape(n_samples, -1, 3)
+        rgb[sel] = colour[:rays.n_colour].mean(axis=0)
+        depth[sel] = t.reshape(n_samples, -1)[rays.centre]
+        ids[sel] = (obj.reshape(n_samples, -1)[rays.centre] + 1).astype(np.uint8)
+    image = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8).reshape(rays.height, rays.width, 3)
+    return image, depth.astype(np.float32).reshape(rays.height, rays.width), ids.reshape(rays.height, rays.width)
 
 
 # --------------------------------------------------------------------------- LabelMe-style labels
@@ -454,9 +492,10 @@ def generate_demo_scene(out_dir: str | Path, seed: int = 0, num_views: int = 48,
     scene = build_demo_scene(seed)
     names = {TABLE_ID: "table"} | {TABLE_ID + 1 + i: n for i, n in enumerate(DEMO_OBJECT_NAMES)}
     fx, fy, cx, cy = intrinsics(width, height)
+    rays = pixel_rays(width, height, supersample)
     frames = []
     for k, c2w in enumerate(tqdm(camera_poses(num_views), desc="demo scene views", disable=not progress)):
-        rgb, depth, ids = render_view(scene, c2w, width, height, supersample)
+        rgb, depth, ids = render_view(scene, c2w, rays)
         name = _frame_name(k)
         Image.fromarray(rgb).save(out / "images" / f"{name}.png")
         np.save(out / "depths" / f"{name}.npy", depth)

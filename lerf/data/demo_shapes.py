@@ -210,13 +210,20 @@ def bounding_sphere(prim: Primitive) -> tuple[Float[np.ndarray, "3"], float]:
     return (p0 + p1) / 2, float(np.hypot(half, prim.radii[0]))
 
 
-def object_bound(obj: SceneObject) -> tuple[Float[np.ndarray, "3"], float]:
-    """A sphere (centre, radius) in the object frame that contains every primitive of `obj`."""
-    spheres = [bounding_sphere(p) for p in obj.primitives]
+def enclosing_sphere(spheres: list[tuple[Float[np.ndarray, "3"], float]]) -> tuple[Float[np.ndarray, "3"], float]:
+    """A sphere containing all `spheres` (centred on their bounding box, so not the smallest).
+
+    Example: unit spheres at (0, 0, 0) and (4, 0, 0) -> centre (2, 0, 0), radius 3.
+    """
     lo = np.min([c - r for c, r in spheres], axis=0)
     hi = np.max([c + r for c, r in spheres], axis=0)
     center = (lo + hi) / 2
     return center, max(float(np.linalg.norm(c - center)) + r for c, r in spheres)
+
+
+def object_bound(obj: SceneObject) -> tuple[Float[np.ndarray, "3"], float]:
+    """A sphere (centre, radius) in the object frame that contains every primitive of `obj`."""
+    return enclosing_sphere([bounding_sphere(p) for p in obj.primitives])
 
 
 def surface_normal(prim: Primitive, p: Float[np.ndarray, "n 3"]) -> Float[np.ndarray, "n 3"]:
@@ -251,19 +258,21 @@ def value_noise(p: Float[np.ndarray, "n 3"], noise: ValueNoise) -> Float[np.ndar
     """Smooth noise in [0, 1] with one random value per integer lattice point of `p`.
 
     Values are blended trilinearly with smoothstep weights, so the noise is C1 and has a period
-    of about one lattice unit: scale `p` to pick the feature size.
+    of about one lattice unit: scale `p` to pick the feature size. A lattice point (x, y, z) hashes
+    to perm[perm[perm[x] + y] + z] (coordinates mod 256), Perlin's scheme.
     Example: at a lattice point (2, 5, 7) the value is exactly that lattice point's random value.
     """
     cell = np.floor(p)
     f = p - cell
     w = f * f * (3 - 2 * f)
-    i = cell.astype(np.int64)
+    lo = cell.astype(np.int64) & 255
+    corners = [(lo[:, a], 1 - w[:, a], (lo[:, a] + 1) & 255, w[:, a]) for a in range(3)]
+    (x0, wx0, x1, wx1), (y0, wy0, y1, wy1), (z0, wz0, z1, wz1) = corners
     out = np.zeros(len(p))
-    for corner in np.ndindex(2, 2, 2):
-        c = i + np.asarray(corner)
-        h = noise.perm[noise.perm[noise.perm[c[:, 0] & 255] + (c[:, 1] & 255)] + (c[:, 2] & 255)]
-        weight = np.prod(np.where(np.asarray(corner, dtype=bool), w, 1 - w), axis=1)
-        out += weight * noise.values[h & 255]
+    for hx, wx in ((noise.perm[x0], wx0), (noise.perm[x1], wx1)):
+        for y, wy in ((y0, wy0), (y1, wy1)):
+            hxy, wxy = noise.perm[hx + y], wx * wy
+            out += wxy * (wz0 * noise.values[noise.perm[hxy + z0]] + wz1 * noise.values[noise.perm[hxy + z1]])
     return out
 
 
@@ -291,11 +300,13 @@ def albedo(tex: Texture, p: Float[np.ndarray, "n 3"], noise: ValueNoise) -> Floa
     cols = np.asarray(tex.colours, dtype=np.float64)
     s = _coordinate(p, tex.coord) if tex.kind in ("bands", "stripes") else None
     out = np.broadcast_to(cols[0], (len(p), 3)).copy()
+    # one noise field serves both the stripe warp and the brightness variation
+    grain = value_noise(p / tex.noise_period, noise) if (tex.warp or tex.noise_amp) else None
     if tex.kind == "bands":
         for edge, col in zip(tex.edges, cols[1:]):
             out = _blend(out, col, 0.5 + (s - edge) / tex.soft)
     elif tex.kind == "stripes":
-        s = s + tex.warp * (value_noise(p / tex.noise_period, noise) - 0.5)
+        s = s + tex.warp * (grain - 0.5) if tex.warp else s
         wave = np.sin(2 * np.pi * s / tex.period)
         # sin crosses zero with slope 2 pi / period, so this blend is `soft` wide
         out = _blend(out, cols[1], 0.5 + wave * tex.period / (2 * np.pi * tex.soft))
@@ -305,7 +316,7 @@ def albedo(tex: Texture, p: Float[np.ndarray, "n 3"], noise: ValueNoise) -> Floa
     elif tex.kind != "solid":
         raise ValueError(f"unknown texture kind '{tex.kind}'")
     if tex.noise_amp:
-        out *= (1 + tex.noise_amp * (2 * value_noise(p / tex.noise_period, noise) - 1))[:, None]
+        out *= (1 + tex.noise_amp * (2 * grain - 1))[:, None]
     return np.clip(out, 0.0, 1.0)
 
 
@@ -421,7 +432,7 @@ def white_plate() -> SceneObject:
 
 
 def table(radius_m: float) -> SceneObject:
-    """The round table top: a 3 cm thick disc whose top face is z = 0.0, with wood grain."""
+    """The round table top: a 3 cm thick disc whose top face is z = 0, with wood grain."""
     grain = Texture("stripes", ((0.55, 0.37, 0.22), (0.45, 0.29, 0.17)), coord="y", period=0.06, soft=0.012,
                     warp=0.04, noise_amp=0.05, noise_period=0.08)
     return SceneObject("table", (cylinder((0.0, 0.0, -0.03), 0.03, radius_m, grain),), footprint=())
