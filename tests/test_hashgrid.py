@@ -13,6 +13,7 @@ from lerf.fields.hashgrid import (
     INIT_SCALE,
     hashgrid_reference,
     hashgrid_torch,
+    index_dtype,
     level_resolutions,
     make_level_layout,
     resolve_hashgrid_backend,
@@ -69,6 +70,29 @@ def test_torch_backend_matches_per_point_reference():
     table = torch.randn(lay.total_size, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     x = _points(64)
     torch.testing.assert_close(hashgrid_torch(x, table, lay), hashgrid_reference(x, table, lay))
+
+
+def test_int64_index_path_matches_reference():
+    # 4097 * 2**20 > 2**31: the masked-prime products no longer fit int32, so rows go int64.
+    lay = make_level_layout(1, 1, 20, 4096, 4096)
+    assert index_dtype(lay) == torch.int64 and index_dtype(_small_layout()) == torch.int32
+    table = torch.randn(lay.total_size, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x = _points(8)
+    torch.testing.assert_close(hashgrid_torch(x, table, lay), hashgrid_reference(x, table, lay))
+
+
+def test_odd_feature_count_and_float32_match_reference():
+    # 3 features cannot be viewed as complex pairs: exercises the plain-float word path.
+    lay = make_level_layout(3, 3, 9, 4, 16)
+    table0 = torch.randn(lay.total_size, 3, generator=torch.Generator().manual_seed(6))
+    x = _points(16, torch.float32)
+    results = []
+    for fn in (hashgrid_torch, hashgrid_reference):
+        table = table0.clone().requires_grad_()
+        out = fn(x, table, lay)
+        out.square().sum().backward()
+        results.append((out, table.grad))
+    torch.testing.assert_close(results[0], results[1])
 
 
 def test_vertex_points_read_exactly_one_table_row():

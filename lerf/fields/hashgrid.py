@@ -117,13 +117,14 @@ def index_dtype(layout: LevelLayout) -> torch.dtype:
     """int32 when every intermediate fits: half the memory traffic of int64 over the 8 n L rows.
 
     The hash multiplies by primes reduced mod the table size (the low bits of a product depend only
-    on the low bits of its factors), so the largest intermediate is ``(res + 1) * 2**log2``.
+    on the low bits of its factors), so the largest intermediate is ``(res + 1) * 2**log2``; a dense
+    level's row is below its table size by construction.
 
     >>> index_dtype(make_level_layout(16, 2, 19, 16, 2048)), index_dtype(make_level_layout(16, 2, 22, 16, 4096))
     (torch.int32, torch.int64)
     """
     top = layout.resolution[-1] + 1
-    largest = max(layout.total_size, top * 2**layout.log2_hashmap_size, top**3)
+    largest = max(layout.total_size, top * 2**layout.log2_hashmap_size)
     return torch.int32 if largest < 2**31 else torch.int64
 
 
