@@ -276,7 +276,8 @@ def test_intersection_worked_examples():
     o, d = np.array([[0.0, 0.0, 5.0]]), np.array([[0.0, 0.0, -1.0]])
     assert shapes.intersect(shapes.sphere((0.0, 0.0, 0.0), 1.0, white), o, d)[0] == pytest.approx(4.0)
     o2 = np.array([[0.5, 0.0, 3.0]])
-    assert shapes.intersect(shapes.capsule((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), 0.5, white), o2, d)[0] == pytest.approx(2.5)
+    capsule = shapes.capsule((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), 0.5, white)
+    assert shapes.intersect(capsule, o2, d)[0] == pytest.approx(2.5)
     assert np.isinf(shapes.intersect(shapes.sphere((0.0, 0.0, 0.0), 1.0, white), o, -d)[0])  # behind the ray
 
 

@@ -96,7 +96,8 @@ def _fits(circles: Float[np.ndarray, "m 3"], placed: list[Float[np.ndarray, "_ 3
     if np.any(np.linalg.norm(circles[:, :2], axis=1) + circles[:, 2] > PLACEMENT_RADIUS_M):
         return False
     for other in placed:
-        gap = np.linalg.norm(circles[:, None, :2] - other[None, :, :2], axis=-1) - circles[:, None, 2] - other[None, :, 2]
+        centre_dist = np.linalg.norm(circles[:, None, :2] - other[None, :, :2], axis=-1)
+        gap = centre_dist - circles[:, None, 2] - other[None, :, 2]
         if np.any(gap < OBJECT_GAP_M):
             return False
     return True
@@ -419,7 +420,8 @@ def outer_polygon(piece: Bool[np.ndarray, "h w"]) -> Int[np.ndarray, "k 2"]:
     return xy[~straight] if len(xy) > 2 else xy
 
 
-def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str], min_pixels: int = MIN_LABEL_PIXELS) -> list[dict]:
+def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str],
+                 min_pixels: int = MIN_LABEL_PIXELS) -> list[dict]:
     """One LabelMe-style entry per visible piece of each object (table and background skipped).
 
     bbox is [x1, y1, x2, y2] in pixels with x2, y2 one past the last pixel; pieces smaller than
@@ -469,12 +471,8 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
         (out / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1))
-
-
-def _write_json_compact(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, separators=(",", ":")))  # polygons: one line, not one number per line
+def _write_json(path: Path, data: dict, indent: int | None = 1) -> None:
+    path.write_text(json.dumps(data, indent=indent))
 
 
 def generate_demo_scene(out_dir: str | Path, seed: int = 0, num_views: int = 48, width: int = 128, height: int = 128,
@@ -501,9 +499,9 @@ def generate_demo_scene(out_dir: str | Path, seed: int = 0, num_views: int = 48,
         np.save(out / "depths" / f"{name}.npy", depth)
         Image.fromarray(ids).save(out / "ids" / f"{name}.png")
         if k % EVAL_EVERY == 0:
-            _write_json_compact(out / "labels" / f"{name}.json",
-                        {"info": {"name": f"{name}.png", "height": height, "width": width},
-                         "objects": frame_labels(ids, names)})
+            label = {"info": {"name": f"{name}.png", "height": height, "width": width},
+                     "objects": frame_labels(ids, names)}
+            _write_json(out / "labels" / f"{name}.json", label, indent=None)  # polygons: one line each file
         frames.append({"file_path": f"images/{name}.png", "transform_matrix": c2w.tolist(),
                        "depth_file_path": f"depths/{name}.npy", "mask_id_path": f"ids/{name}.png"})
     _write_json(out / "labels.json", {"objects": {str(i): n for i, n in names.items()}, "seed": seed,
@@ -527,7 +525,8 @@ def _is_complete(root: Path, num_views: int, width: int, height: int) -> bool:
     if not (root / "labels.json").is_file():
         return False
     keys = ("file_path", "depth_file_path", "mask_id_path")
-    return all((root / f[key]).is_file() for f in frames for key in keys)
+    return all(isinstance(f, dict) and isinstance(f.get(key), str) and (root / f[key]).is_file()
+               for f in frames for key in keys)
 
 
 def ensure_demo_scene(cache_root: str | Path, seed: int = 0, num_views: int = 48, width: int = 128,

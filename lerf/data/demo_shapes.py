@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 
 RGB = tuple[float, float, float]
 Vec3 = tuple[float, float, float]
@@ -35,12 +35,11 @@ class Texture:
       "solid":   colours[0] everywhere.
       "bands":   colours[i] where edges[i-1] <= coord < edges[i] (len(colours) == len(edges) + 1).
       "stripes": periodic blend of colours[0] and colours[1] along coord, one period = `period`.
-      "checker": colours[0]/colours[1] squares of side period/2 in the x-y plane.
     `soft` is the width of every colour blend in coord units: hard edges alias at 128 px and
     a small NeRF fits soft ones far better. `warp` adds value noise to coord before stripes
     (wood grain). `noise_amp` modulates brightness by value noise of period `noise_period`.
     Coordinates: "x", "y", "z", "abs_x" (|x|), "radius" (sqrt(x^2+y^2)), "angle" (atan2(y, x),
-    radians), "radius_x" (distance from the x axis, sqrt(y^2+z^2)).
+    radians).
     """
 
     kind: str
@@ -279,8 +278,7 @@ def value_noise(p: Float[np.ndarray, "n 3"], noise: ValueNoise) -> Float[np.ndar
 def _coordinate(p: Float[np.ndarray, "n 3"], name: str) -> Float[np.ndarray, " n"]:
     x, y, z = p[:, 0], p[:, 1], p[:, 2]
     table = {"x": lambda: x, "y": lambda: y, "z": lambda: z, "abs_x": lambda: np.abs(x),
-             "radius": lambda: np.hypot(x, y), "angle": lambda: np.arctan2(y, x),
-             "radius_x": lambda: np.hypot(y, z)}
+             "radius": lambda: np.hypot(x, y), "angle": lambda: np.arctan2(y, x)}
     if name not in table:
         raise ValueError(f"unknown texture coordinate '{name}'; expected one of {sorted(table)}")
     return table[name]()
@@ -309,9 +307,6 @@ def albedo(tex: Texture, p: Float[np.ndarray, "n 3"], noise: ValueNoise) -> Floa
         s = s + tex.warp * (grain - 0.5) if tex.warp else s
         wave = np.sin(2 * np.pi * s / tex.period)
         # sin crosses zero with slope 2 pi / period, so this blend is `soft` wide
-        out = _blend(out, cols[1], 0.5 + wave * tex.period / (2 * np.pi * tex.soft))
-    elif tex.kind == "checker":
-        wave = np.sin(2 * np.pi * p[:, 0] / tex.period) * np.sin(2 * np.pi * p[:, 1] / tex.period)
         out = _blend(out, cols[1], 0.5 + wave * tex.period / (2 * np.pi * tex.soft))
     elif tex.kind != "solid":
         raise ValueError(f"unknown texture kind '{tex.kind}'")
@@ -406,7 +401,7 @@ def green_cactus() -> SceneObject:
     ribs = Texture("stripes", (green, (0.14, 0.40, 0.15)), coord="angle", period=2 * np.pi / 7, soft=0.5)
     arm = Texture("solid", (green,), noise_amp=0.08, noise_period=0.03)
     pot = Texture("bands", ((0.72, 0.38, 0.22), (0.60, 0.30, 0.17)), coord="z", edges=(0.052,), soft=0.002)
-    soil = Texture("solid", ((0.25, 0.17, 0.11),), noise_amp=0.2, noise_period=0.01)
+    soil = Texture("solid", ((0.25, 0.17, 0.11),), noise_amp=0.15, noise_period=0.02)
     prims = [cylinder((0.0, 0.0, 0.0), 0.062, 0.045, pot), cylinder((0.0, 0.0, 0.060), 0.0025, 0.040, soil),
              capsule((0.0, 0.0, 0.060), (0.0, 0.0, 0.175), 0.026, ribs),
              capsule((0.020, 0.0, 0.100), (0.056, 0.0, 0.100), 0.013, arm),
@@ -417,7 +412,7 @@ def green_cactus() -> SceneObject:
 
 
 def wooden_spoon() -> SceneObject:
-    grain = Texture("stripes", (WOOD_LIGHT, WOOD_DARK), coord="y", period=0.014, soft=0.004, warp=0.01,
+    grain = Texture("stripes", (WOOD_LIGHT, WOOD_DARK), coord="y", period=0.024, soft=0.006, warp=0.01,
                     noise_period=0.04)
     prims = [capsule((-0.115, 0.0, 0.009), (0.030, 0.0, 0.009), 0.009, grain),
              ellipsoid((0.070, 0.0, 0.011), (0.046, 0.031, 0.011), grain)]
