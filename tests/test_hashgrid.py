@@ -212,6 +212,37 @@ def test_triton_matches_torch(config):
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
 
 
+_INTERPRETER_CHECK = """
+import torch
+from lerf.fields.hashgrid import hashgrid_torch, level_meta_tensor, make_level_layout
+from lerf.fields.hashgrid_triton import hashgrid_triton
+lay = make_level_layout(4, 2, 10, 4, 32)
+gen = torch.Generator().manual_seed(0)
+table0 = torch.randn(lay.total_size, 2, generator=gen)
+x0 = torch.cat([torch.rand(200, 3, generator=gen), torch.tensor([[0.0, 0, 0], [1, 1, 1], [1.5, -1, 0.5]])])
+up = torch.randn(x0.shape[0], 8, generator=gen)
+results = []
+for fn in (hashgrid_torch, lambda p, t, l: hashgrid_triton(p, t, level_meta_tensor(l), l)):
+    t, p = table0.clone().requires_grad_(), x0.clone().requires_grad_()
+    out = fn(p, t, lay)
+    (out * up).sum().backward()
+    results.append((out, t.grad, p.grad))
+torch.testing.assert_close(results[1], results[0], rtol=1e-4, atol=1e-4)
+"""
+
+
+@pytest.mark.skipif(not _has("triton"), reason="needs triton (its interpreter runs the kernels on CPU)")
+def test_triton_kernels_match_torch_in_interpreter():
+    # Triton reads TRITON_INTERPRET when a kernel is defined, hence a fresh process.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, "-c", _INTERPRETER_CHECK], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @pytest.mark.skipif(not (torch.cuda.is_available() and _has("tinycudann")), reason="needs CUDA and tinycudann")
 def test_tcnn_backend_runs_and_trains():
     # tcnn aligns its grid differently (see hashgrid_tcnn.py), so only behaviour is compared.
