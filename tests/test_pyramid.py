@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lerf.encoders.interp import axis_lerp
+from lerf.encoders.interp import axis_lerp, uniform_axis_lerp
 from lerf.encoders.pyramid import (ClipPyramid, DinoMaps, LevelGrid, build_clip_pyramid,
                                    build_dino_maps, crop_positions, level_grid, linspace_fracs,
                                    pyramid_grids, stride_ratio)
@@ -51,6 +51,17 @@ def test_axis_lerp_worked_example():
     assert (i0.item(), i1.item(), w.item()) == (0, 0, 0.0)
 
 
+def test_uniform_axis_lerp_matches_general_one():
+    i0, i1, w = uniform_axis_lerp(torch.tensor([6.0, 4.0, 0.0, 11.0], dtype=torch.float64), 4.0, 3)
+    assert i0.tolist() == [1, 0, 0, 2] and i1.tolist() == [2, 1, 1, 2] and w.tolist() == [0, 0.5, 0, 0]
+    x = torch.rand(200, dtype=torch.float64) * 40 - 5
+    centres = (torch.arange(7, dtype=torch.float64) + 0.5) * 30 / 7
+    a = axis_lerp(centres.expand(200, -1), torch.full((200,), 7), x)
+    b = uniform_axis_lerp(x, 30 / 7, 7)
+    value = lambda i0, i1, w: (1 - w) * centres[i0] + w * centres[i1]  # interpolated position
+    assert torch.allclose(value(*a), value(*b))
+
+
 def hand_built_pyramid():
     """2 images, 2 levels (fracs 0.1, 0.3): level 0 has centres v in {10, 30}, u in {10, 30, 50};
     level 1 a single row v = 20 and u in {20, 40}. Value of a cell = a distinct one-hot-ish code."""
@@ -94,6 +105,8 @@ def test_pyramid_clamps_outside_centres_and_scales():
     assert np.allclose(q(pyr, 0, 10, 10, 0.01), f[0])  # below min_frac -> smallest level
     assert np.allclose(q(pyr, 0, 40, 20, 2.0), f[12 + 1])  # above max_frac -> largest level
     assert pyr.min_frac == 0.1 and pyr.max_frac == 0.3 and pyr.crop_fracs == [0.1, 0.3]
+    with pytest.raises(IndexError):  # image 2 would read level 1's rows
+        q(pyr, 2, 10, 10, 0.1)
 
 
 def slow_lookup(pyr: ClipPyramid, img: int, u: float, v: float, frac: float) -> np.ndarray:
@@ -201,6 +214,18 @@ def test_dino_maps_bilinear_between_cell_centres():
     assert q(0, 2, 2) == 0 and q(0, 10, 6) == 5 and q(1, 6, 2) == 7
     assert q(0, 4, 2) == 0.5 and q(0, 4, 4) == 2.0  # midway: mean of 0, 1, 3, 4
     assert q(0, 0, 0) == 0 and q(0, 12, 8) == 5  # clamped
+
+
+def test_tensor_backed_copies_give_the_same_lookups():
+    pyr, _ = hand_built_pyramid()
+    on_device = pyr.to("cpu")
+    assert isinstance(on_device.features, torch.Tensor) and on_device.features.dtype == torch.float16
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randint(0, 2, (30,), generator=g), torch.rand(30, generator=g) * 60,
+            torch.rand(30, generator=g) * 40, torch.rand(30, generator=g) * 0.4)
+    assert torch.equal(pyr.lookup(*args), on_device.lookup(*args))
+    maps = DinoMaps(np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float16), (12, 16))
+    assert torch.equal(maps.lookup(*args[:3]), maps.to("cpu").lookup(*args[:3]))
 
 
 def test_build_dino_maps_keeps_stride_resolution():

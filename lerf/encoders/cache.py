@@ -127,6 +127,14 @@ def read_valid(data_path: Path, sidecar_path: Path, key: dict, in_memory: Option
     return data, sidecar
 
 
+def reread(data_path: Path, sidecar_path: Path, key: dict, in_memory: Optional[bool]) -> np.ndarray:
+    """The cache just written, opened the way a later run would open it."""
+    found = read_valid(data_path, sidecar_path, key, in_memory)
+    if found is None:
+        raise RuntimeError(f"cache {data_path} was written but does not read back as valid")
+    return found[0]
+
+
 def write_atomic(data_path: Path, sidecar_path: Path, shape: tuple[int, ...],
                  fill: Callable[[np.ndarray], Any], sidecar: dict) -> None:
     """Create `data_path` with `fill(memmap)` then its sidecar, crash-safely (module docstring)."""
@@ -187,8 +195,7 @@ def load_or_build_clip_pyramid(
     write_atomic(data_path, sidecar_path, shape, lambda out: build_clip_pyramid(
         images, ids, encoder, crop_fracs, batch_size, stride_scaler, out=out, progress=progress),
         {"key": key, "levels": _levels_json(levels)})
-    data, _ = read_valid(data_path, sidecar_path, key, in_memory)
-    return ClipPyramid(data, tuple(levels), n, (h, w))
+    return ClipPyramid(reread(data_path, sidecar_path, key, in_memory), tuple(levels), n, (h, w))
 
 
 def load_or_build_dino_maps(
@@ -211,5 +218,4 @@ def load_or_build_dino_maps(
     write_atomic(data_path, sidecar_path, shape,
                  lambda out: build_dino_maps(images, ids, encoder, out=out, progress=progress),
                  {"key": key, "stride_px": list(encoder.stride_px(h, w))})
-    data, _ = read_valid(data_path, sidecar_path, key, in_memory)
-    return DinoMaps(data, (h, w))
+    return DinoMaps(reread(data_path, sidecar_path, key, in_memory), (h, w))

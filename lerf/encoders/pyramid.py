@@ -29,7 +29,7 @@ upsampled on disk); lookup is bilinear between cell centres (u = (j + 0.5)·su),
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -39,7 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from lerf.encoders.base import ClipEncoder, DenseEncoder, resize_ids, resize_square
-from lerf.encoders.interp import axis_lerp, pad_centres, weighted_sum
+from lerf.encoders.interp import axis_lerp, pad_centres, uniform_axis_lerp, weighted_sum
 
 Images = Float[Tensor, "n h w 3"] | UInt8[Tensor, "n h w 3"]
 STORE_DTYPE = np.float16  # LERF's cache is fp16 too; halves disk and RAM, ~1e-3 relative error
@@ -113,9 +113,10 @@ class ClipPyramid:
     """CLIP embeddings of every crop of every level of every image.
 
     `features` row order is level-major: level l starts at `offsets[l]`, then image, crop row,
-    crop column. It may be an fp16 memmap; lookups read only the rows they need.
+    crop column. It may be an fp16 memmap (lookups read only the rows they need) or, after
+    `.to(device)`, a torch tensor on that device (lookups gather there).
     """
-    features: np.ndarray  # (cells, d)
+    features: np.ndarray | Tensor  # (cells, d)
     levels: tuple[LevelGrid, ...]
     n_images: int
     image_hw: tuple[int, int]
@@ -151,6 +152,11 @@ class ClipPyramid:
     def embed_dim(self) -> int:
         return int(self.features.shape[1])
 
+    def to(self, device: str | torch.device) -> "ClipPyramid":
+        """A copy whose features are an fp16 tensor on `device` (e.g. the training GPU), so
+        lookups gather there instead of on the CPU. Reads the whole memmap."""
+        return replace(self, features=as_tensor(self.features, device))
+
     def lookup(
         self,
         image_idx: Int[Tensor, "r"],
@@ -166,28 +172,41 @@ class ClipPyramid:
         and 0.125 (value b) at a fixed pixel: f = 0.0875 -> (a + b)/2; f = 0.9 -> b.
         """
         t = self._tables
-        f = crop_frac.detach().cpu().double().clamp(self.min_frac, self.max_frac)
-        n_lv = len(self.levels)
-        lo = (torch.searchsorted(t["fracs"], f, right=True) - 1).clamp(0, max(n_lv - 2, 0))
-        hi = (lo + 1).clamp(max=n_lv - 1)
-        gap = t["fracs"][hi] - t["fracs"][lo]
-        w_hi = torch.where(gap > 0, (f - t["fracs"][lo]) / gap.clamp_min(1e-12), torch.zeros_like(f))
+        r, n_lv = len(u), len(self.levels)
+        img = checked_image_idx(image_idx, self.n_images)[:, None]
+        # Scale: the same clamped 1-D lerp as in the image plane, over the crop fractions.
+        lo, hi, w_hi = axis_lerp(t["fracs"].expand(r, -1), torch.full((r,), n_lv),
+                                 crop_frac.detach().cpu().double())
         lv = torch.stack([lo, hi], 1)  # (r, 2)
-        w_lv = torch.stack([1 - w_hi.clamp(0, 1), w_hi.clamp(0, 1)], 1)
+        w_lv = torch.stack([1 - w_hi, w_hi], 1)
         pos_v = v.detach().cpu().double()[:, None].expand(-1, 2)
         pos_u = u.detach().cpu().double()[:, None].expand(-1, 2)
         i0, i1, wv = axis_lerp(t["cv"][lv], t["rows"][lv], pos_v)
         j0, j1, wu = axis_lerp(t["cu"][lv], t["cols"][lv], pos_u)
         rows, cols = t["rows"][lv], t["cols"][lv]
-        img = image_idx.detach().cpu().long()[:, None]
         base = t["offsets"][lv] + img * rows * cols  # first row of (level, image)
         ii = torch.stack([i0, i1], -1)[..., :, None]  # (r, 2, 2, 1)
         jj = torch.stack([j0, j1], -1)[..., None, :]  # (r, 2, 1, 2)
         idx = base[..., None, None] + ii * cols[..., None, None] + jj  # (r, 2, 2, 2)
         w = (w_lv[..., None, None] * torch.stack([1 - wv, wv], -1)[..., :, None]
              * torch.stack([1 - wu, wu], -1)[..., None, :])
-        out = weighted_sum(self.features, idx.reshape(len(f), 8), w.reshape(len(f), 8))
+        out = weighted_sum(self.features, idx.reshape(r, 8), w.reshape(r, 8))
         return out.to(u.device)
+
+
+def checked_image_idx(image_idx: Int[Tensor, "r"], n_images: int) -> Int[Tensor, "r"]:
+    """Image indices on the CPU, refusing out-of-range ones (they would silently read another
+    image's or level's rows from the flat table)."""
+    img = image_idx.detach().cpu().long()
+    if len(img) and (int(img.min()) < 0 or int(img.max()) >= n_images):
+        raise IndexError(f"image index out of range [0, {n_images}): {img.min()}..{img.max()}")
+    return img
+
+
+def as_tensor(features: np.ndarray | Tensor, device: str | torch.device) -> Tensor:
+    if isinstance(features, Tensor):
+        return features.to(device)
+    return torch.from_numpy(np.array(features)).to(device)  # np.array: copy out of a memmap
 
 
 def as_float_chw(image: Float[Tensor, "h w 3"] | UInt8[Tensor, "h w 3"]) -> Float[Tensor, "3 h w"]:
@@ -267,13 +286,18 @@ def build_clip_pyramid(
 
 @dataclass(frozen=True)
 class DinoMaps:
-    """Dense features per image at the encoder's grid, `features` (n, gh, gw, d), maybe a memmap."""
-    features: np.ndarray
+    """Dense features per image at the encoder's grid, `features` (n, gh, gw, d): a numpy array
+    (maybe a memmap) or, after `.to(device)`, a torch tensor on that device."""
+    features: np.ndarray | Tensor
     image_hw: tuple[int, int]
 
     @property
     def feature_dim(self) -> int:
         return int(self.features.shape[-1])
+
+    def to(self, device: str | torch.device) -> "DinoMaps":
+        """A copy whose features are an fp16 tensor on `device` (see ClipPyramid.to)."""
+        return replace(self, features=as_tensor(self.features, device))
 
     @property
     def stride_px(self) -> tuple[float, float]:
@@ -289,13 +313,9 @@ class DinoMaps:
         """
         n, gh, gw, d = self.features.shape
         sv, su = self.stride_px
-        centres_v = torch.arange(gh, dtype=torch.float64)[None] * sv + sv / 2
-        centres_u = torch.arange(gw, dtype=torch.float64)[None] * su + su / 2
-        i0, i1, wv = axis_lerp(centres_v.expand(len(v), -1), torch.full((len(v),), gh),
-                               v.detach().cpu().double())
-        j0, j1, wu = axis_lerp(centres_u.expand(len(u), -1), torch.full((len(u),), gw),
-                               u.detach().cpu().double())
-        img = image_idx.detach().cpu().long()
+        i0, i1, wv = uniform_axis_lerp(v.detach().cpu().double(), sv, gh)
+        j0, j1, wu = uniform_axis_lerp(u.detach().cpu().double(), su, gw)
+        img = checked_image_idx(image_idx, n)
         ii, jj = torch.stack([i0, i1], -1), torch.stack([j0, j1], -1)
         idx = ((img[:, None, None] * gh + ii[:, :, None]) * gw + jj[:, None, :]).reshape(-1, 4)
         w = (torch.stack([1 - wv, wv], -1)[:, :, None] * torch.stack([1 - wu, wu], -1)[:, None, :])
