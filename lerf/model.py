@@ -80,7 +80,7 @@ class LerfModel(nn.Module):
         pos = origins[:, None, :] + dirs[:, None, :] * t_mid[..., None]
         return pos, t_mid, deltas
 
-    def _unit(self, pos: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
+    def unit_coords(self, pos: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
         return to_unit_cube(pos, self.geometry.bounded, self.geometry.bound)
 
     def forward(self, origins: Float[Tensor, "r 3"], dirs: Float[Tensor, "r 3"], step: int = 10**9,
@@ -94,7 +94,7 @@ class LerfModel(nn.Module):
         prop_bins, prop_weights = [], []
         for prop, next_count in zip(self.proposals, counts):
             pos, t_mid, deltas = self._positions(origins, dirs, near, far, bins)
-            sigma = prop(self._unit(pos.reshape(-1, 3))).reshape(r, -1)
+            sigma = prop(self.unit_coords(pos.reshape(-1, 3))).reshape(r, -1)
             w = volume.render_weights(sigma, deltas)
             prop_bins.append(bins)
             prop_weights.append(w)
@@ -102,7 +102,7 @@ class LerfModel(nn.Module):
         pos, t_mid, deltas = self._positions(origins, dirs, near, far, bins)
         n = pos.shape[1]
         view = dirs[:, None, :].expand(-1, n, -1).reshape(-1, 3)
-        sigma, rgb = self.field(self._unit(pos.reshape(-1, 3)), view)
+        sigma, rgb = self.field(self.unit_coords(pos.reshape(-1, 3)), view)
         weights = volume.render_weights(sigma.reshape(r, n), deltas)
         acc = weights.sum(-1)
         color = volume.composite(weights, rgb.reshape(r, n, 3))
@@ -127,17 +127,26 @@ class LerfModel(nn.Module):
         z_world = depth.detach() * z_per_t / self.geometry.scale_factor
         return crop_px_over_f * z_world
 
+    def language_bottleneck(self, pos: Float[Tensor, "r k 3"]) -> Float[Tensor, "rk b"]:
+        """Scale-independent part of the language field, shared by every scale of a query."""
+        if self.language is None:
+            raise RuntimeError("this model has no language field (model.language.enabled=false)")
+        return self.language.bottleneck(self.unit_coords(pos.reshape(-1, 3)))
+
+    def composite_clip(self, bottleneck: Float[Tensor, "rk b"], w: Float[Tensor, "r k"],
+                       scale_m: Float[Tensor, " r"]) -> Float[Tensor, "r d"]:
+        """Rendered CLIP embedding of each ray at its scale, unit norm (zero for an empty ray)."""
+        r, k = w.shape
+        scales = scale_m[:, None].expand(r, k).reshape(-1)
+        clip = self.language.clip(bottleneck, scales).reshape(r, k, -1)
+        return nn.functional.normalize(volume.composite(w, clip), dim=-1)
+
     def render_language(self, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"],
                         scale_m: Float[Tensor, " r"]) -> dict[str, Tensor]:
         """Rendered CLIP embedding (unit norm) and DINO feature of each ray."""
-        if self.language is None:
-            raise RuntimeError("this model has no language field (model.language.enabled=false)")
-        r, k, _ = pos.shape
-        unit = self._unit(pos.reshape(-1, 3))
-        bottleneck = self.language.bottleneck(unit)
-        scales = scale_m[:, None].expand(r, k).reshape(-1)
-        clip = self.language.clip(bottleneck, scales).reshape(r, k, -1)
-        out = {"clip": nn.functional.normalize(volume.composite(w, clip), dim=-1)}
+        bottleneck = self.language_bottleneck(pos)
+        out = {"clip": self.composite_clip(bottleneck, w, scale_m)}
         if self.language.dino_head is not None:
+            r, k = w.shape
             out["dino"] = volume.composite(w, self.language.dino(bottleneck).reshape(r, k, -1))
         return out

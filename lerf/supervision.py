@@ -42,17 +42,16 @@ def crop_fracs(cfg: DictConfig) -> list[float]:
     return [e.pyramid_min_frac + i * step for i in range(e.pyramid_levels)]
 
 
-def _encoder_options(cfg: DictConfig, scene: SceneData, device: torch.device, kind: str) -> dict:
+def _encoder_options(cfg: DictConfig, scene: SceneData, kind: str) -> dict:
     e = cfg.encoder
     if kind == "clip":
         if e.clip == "reference":
             return {"labels": _require_labels(scene, "encoder.clip=reference"), "dim": e.reference_clip_dim}
         return {"model": e.clip_model, "pretrained": e.clip_pretrained, "checkpoint": e.clip_checkpoint,
-                "device": device, "allow_random_weights": e.allow_random_weights}
+                "allow_random_weights": e.allow_random_weights}
     if e.dino == "reference":
         return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride}
-    return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "device": device,
-            "allow_random_weights": e.allow_random_weights}
+    return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
 
 
 def _require_labels(scene: SceneData, what: str) -> dict[int, str]:
@@ -67,13 +66,13 @@ def build_supervision(cfg: DictConfig, scene: SceneData, device: torch.device) -
     images = scene.images.float() / 255.0
     ids = scene.object_ids
     cache_dir = Path(cfg.encoder.cache_dir).expanduser() / scene.root.name
-    clip_encoder = build_clip_encoder(cfg.encoder.clip, **_encoder_options(cfg, scene, device, "clip"))
+    clip_encoder = build_clip_encoder(cfg.encoder.clip, device, **_encoder_options(cfg, scene, "clip"))
     fracs = crop_fracs(cfg)
     pyramid = load_or_build_clip_pyramid(cache_dir, images, ids, clip_encoder, fracs,
                                          batch_size=cfg.encoder.batch_size)
     dino_maps, dino_dim = None, 0
     if cfg.model.language.dino_enabled:
-        dino_encoder = build_dino_encoder(cfg.encoder.dino, **_encoder_options(cfg, scene, device, "dino"))
+        dino_encoder = build_dino_encoder(cfg.encoder.dino, device, **_encoder_options(cfg, scene, "dino"))
         dino_maps = load_or_build_dino_maps(cache_dir, images, ids, dino_encoder)
         dino_dim = dino_maps.feature_dim
     return LanguageSupervision(clip_encoder, pyramid, dino_maps, clip_encoder.embed_dim, dino_dim,

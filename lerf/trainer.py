@@ -44,7 +44,7 @@ def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torc
                      for b, w in zip(out["prop_bins"], out["prop_weights"]))
     loss_dist = distortion_loss(out["bins"], out["weights"])
     total = loss_rgb + cfg.interlevel_weight * loss_inter + cfg.distortion_weight * loss_dist
-    logs = {"loss/rgb": loss_rgb.item(), "loss/interlevel": float(loss_inter), "loss/distortion": loss_dist.item(),
+    logs = {"loss/rgb": loss_rgb.item(), "loss/interlevel": float(loss_inter.detach()) if torch.is_tensor(loss_inter) else float(loss_inter), "loss/distortion": loss_dist.item(),
             "psnr": _psnr(loss_rgb.item())}
     if supervision is not None and model.language is not None:
         lang_total, lang_logs = language_losses(model, out, batch, supervision, generator)

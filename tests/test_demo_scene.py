@@ -184,15 +184,15 @@ def test_held_out_frames_have_labels_matching_the_masks(scene0):
             obj_id = next(int(i) for i, n in names.items() if n == obj["category"])
             x1, y1, x2, y2 = obj["bbox"]
             inside = np.zeros_like(ids, dtype=bool)
-            inside[y1:y2, x1:x2] = True
+            inside[y1:y2 + 1, x1:x2 + 1] = True
             mask = ids == obj_id
             piece = rasterize_polygons([np.asarray(obj["segmentation"], dtype=float)], H, W)
             # the filled polygon is (almost) all this object: only holes, like the mug handle's, are not
             assert piece.sum() >= 20 and mask[piece].mean() > 0.9
-            # the box is tight around the polygon, x2/y2 one past the last pixel
+            # the box is tight around the polygon, x2/y2 inclusive
             assert np.all(piece <= inside)
             rows, cols = np.nonzero(piece)
-            assert (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1) == (x1, y1, x2, y2)
+            assert (cols.min(), rows.min(), cols.max(), rows.max()) == (x1, y1, x2, y2)
             covered[obj_id] |= piece
         for obj_id, cover in covered.items():  # the polygons cover the whole mask, but for tiny pieces
             assert np.sum((ids == obj_id) & ~cover) < 20

@@ -424,7 +424,8 @@ def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str],
                  min_pixels: int = MIN_LABEL_PIXELS) -> list[dict]:
     """One LabelMe-style entry per visible piece of each object (table and background skipped).
 
-    bbox is [x1, y1, x2, y2] in pixels with x2, y2 one past the last pixel; pieces smaller than
+    bbox is [x1, y1, x2, y2] in pixels with x2, y2 the last pixel (inclusive, as LangSplat's
+    lerf_ovs box test reads them); pieces smaller than
     `min_pixels` are dropped (a few stray pixels make no useful box).
     """
     entries = []
@@ -439,7 +440,7 @@ def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str],
             ys, xs = np.nonzero(piece)
             polygon = outer_polygon(piece)
             entries.append({"category": name,
-                            "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                            "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
                             "segmentation": polygon.astype(float).tolist()})
     return entries
 

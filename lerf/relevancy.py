@@ -1,0 +1,90 @@
+"""Relevancy of rendered CLIP embeddings to a text query (LERF §3.4), and the scale search."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from lerf.config import RelevancyConfig
+
+
+def relevancy(
+    embeds: Float[Tensor, "n d"], query: Float[Tensor, " d"], canon: Float[Tensor, "c d"], temperature: float
+) -> Float[Tensor, " n"]:
+    """min over canonical phrases of the pairwise softmax exp(T·q) / (exp(T·q) + exp(T·c)).
+
+    All vectors are unit-normalised. Two-way softmax = sigmoid(T·(sim_q − sim_c)). Example: a
+    query equal to a canonical phrase gives 0.5 wherever that phrase is the hardest negative.
+    """
+    sim_q = embeds @ query  # [n]
+    sim_c = embeds @ canon.T  # [n, c]
+    return torch.sigmoid(temperature * (sim_q[:, None] - sim_c)).amin(dim=-1)
+
+
+def scale_values(cfg: RelevancyConfig) -> Float[Tensor, " s"]:
+    """The searched physical scales in metres (LERF §3.4: 30 values over 0-2 m)."""
+    return torch.linspace(cfg.scale_min_m, cfg.scale_max_m, cfg.num_scales)
+
+
+def best_scale(maps: Float[Tensor, "s n"]) -> tuple[int, Float[Tensor, " n"]]:
+    """Pick the scale whose map has the highest peak relevancy; returns its index and map.
+
+    Example: peaks (0.6, 0.9, 0.7) over three scales -> index 1.
+    """
+    idx = int(maps.amax(dim=-1).argmax())
+    return idx, maps[idx]
+
+
+class TextEmbeddings:
+    """Encoded prompts and canonical phrases, computed once per text."""
+
+    def __init__(self, encoder, cfg: RelevancyConfig):
+        self.encoder = encoder
+        self.cfg = cfg
+        self._cache: dict[str, Tensor] = {}
+        self.canon = self.embed(list(cfg.canonical_phrases))
+
+    def embed(self, texts: list[str]) -> Float[Tensor, "n d"]:
+        missing = [t for t in texts if t not in self._cache]
+        if missing:
+            with torch.no_grad():
+                vecs = self.encoder.encode_text(missing).float().cpu()
+            self._cache.update(zip(missing, vecs))
+        return torch.stack([self._cache[t] for t in texts])
+
+
+def validate_prompt(prompt: str) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"empty prompt {prompt!r}: give a text such as prompt='red mug'")
+    return prompt.strip()
+
+
+def relevancy_renderer(model, text_encoder, prompt: str, cfg: RelevancyConfig) -> Callable:
+    """A `language` callback for `render_view`: relevancy of one prompt at the best scale.
+
+    Used for TensorBoard images: every scale is rendered per chunk and the best scale chosen
+    per chunk, which is cheap and close enough for a progress picture (query.py searches the
+    scale over the whole view).
+    """
+    texts = TextEmbeddings(text_encoder, cfg)
+    query = texts.embed([validate_prompt(prompt)])[0]
+    scales = scale_values(cfg)
+
+    def fn(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
+        embeds = render_embeddings(model, out, scales)  # [s, r, d]
+        maps = torch.stack([relevancy(e.cpu(), query, texts.canon, cfg.temperature) for e in embeds])
+        _, best = best_scale(maps)
+        return {"relevancy": best}
+
+    return fn
+
+
+def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"]) -> Float[Tensor, "s r d"]:
+    """Rendered, unit-norm CLIP embeddings of rays `out` at each scale; geometry and the
+    bottleneck are shared across scales, only the CLIP head runs per scale."""
+    pos, w = model.language_samples(out, model.cfg.language.samples_per_ray)
+    bottleneck = model.language_bottleneck(pos)
+    ones = torch.ones(w.shape[0], device=w.device)
+    return torch.stack([model.composite_clip(bottleneck, w, ones * float(s)) for s in scales_m.tolist()])
