@@ -241,8 +241,19 @@ def hashgrid_torch(x: Float[Tensor, "n 3"], table: Float[Tensor, "rows f"],
     """Hash grid encoding of points in [0, 1]^3 (outside points are clamped), vectorised torch.
 
     Output column ``l * f + k`` is feature ``k`` of level ``l``. Differentiable in the table and
-    in ``x`` (through the trilinear weights).
+    in ``x`` (through the trilinear weights). Computes in the table's dtype.
+
+    One dense level of resolution 1 (one cell, rows ``x + 2 y + 4 z``), feature = row number:
+    a cube corner reads its row, the centre averages all 8, and (1/4, 0, 0) is 3/4 row 0 + 1/4 row 1.
+
+    >>> lay = make_level_layout(1, 1, 3, 1, 1)
+    >>> table = torch.arange(8.0)[:, None]
+    >>> hashgrid_torch(torch.tensor([[1.0, 1.0, 0.0], [0.5, 0.5, 0.5], [0.25, 0.0, 0.0]]), table, lay)
+    tensor([[3.0000],
+            [3.5000],
+            [0.2500]])
     """
+    x = x.to(table.dtype)
     rows, weights = corner_rows_and_weights(x, layout)
     out = _WeightedGather.apply(table.contiguous(), rows, weights)  # [levels, n, f]
     return out.transpose(0, 1).reshape(x.shape[0], layout.num_levels * layout.features_per_level)
