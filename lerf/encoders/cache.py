@@ -108,7 +108,11 @@ def read_valid(data_path: Path, sidecar_path: Path, key: dict, in_memory: Option
         if data_path.exists():
             log.info("%s has no sidecar (interrupted write?): rebuilding", data_path)
         return None
-    sidecar = json.loads(sidecar_path.read_text())
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        log.warning("Sidecar %s unreadable (%s): rebuilding", sidecar_path, err)
+        return None
     if sidecar.get("key") != key:
         diffs = key_differences(sidecar.get("key"), key)
         log.info("Cache %s is stale, rebuilding. Changed: %s", data_path, "; ".join(diffs))
@@ -140,28 +144,30 @@ def write_atomic(data_path: Path, sidecar_path: Path, shape: tuple[int, ...],
     """Create `data_path` with `fill(memmap)` then its sidecar, crash-safely (module docstring)."""
     data_path.parent.mkdir(parents=True, exist_ok=True)
     sidecar_path.unlink(missing_ok=True)  # invalidate first: old sidecar must not outlive old data
-    tmp = data_path.with_name(f".{data_path.name}.tmp-{os.getpid()}")
-    try:
+    start = time.perf_counter()
+
+    def write_data(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=STORE_DTYPE, shape=shape)
-        start = time.perf_counter()
         fill(out)
         out.flush()
-        del out
-        _fsync(tmp)
-        os.replace(tmp, data_path)
-        sidecar = {**sidecar, "shape": list(shape), "dtype": np.dtype(STORE_DTYPE).name,
-                   "build_s": round(time.perf_counter() - start, 3)}
-        tmp_json = sidecar_path.with_name(f".{sidecar_path.name}.tmp-{os.getpid()}")
-        tmp_json.write_text(json.dumps(sidecar, indent=1, sort_keys=True))
-        _fsync(tmp_json)
-        os.replace(tmp_json, sidecar_path)
+
+    replace_atomically(data_path, write_data)
+    sidecar = {**sidecar, "shape": list(shape), "dtype": np.dtype(STORE_DTYPE).name,
+               "build_s": round(time.perf_counter() - start, 3)}
+    replace_atomically(sidecar_path, lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1, sort_keys=True)))
+
+
+def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write(tmp)` beside `path`, fsync, then rename over `path`: readers see the old file or
+    the complete new one, never a partial one. The temp file is removed if `write` fails."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def _levels_json(levels: Sequence[LevelGrid]) -> list[dict]:
