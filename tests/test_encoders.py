@@ -12,8 +12,7 @@ import torch
 from lerf.encoders import cache as cache_mod
 from lerf.encoders.base import WeightsNotFoundError
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
-from lerf.encoders.factory import (build_clip_encoder, build_clip_encoder_from_config,
-                                   build_dino_encoder, build_dino_encoder_from_config)
+from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
 from lerf.encoders.reference import ReferenceClipEncoder, ReferenceDinoEncoder
 
 LABELS = {1: "table", 2: "red mug", 3: "blue book"}
@@ -248,21 +247,6 @@ def test_factory_kinds():
         build_clip_encoder("clip-vit")
     with pytest.raises(ValueError, match="dino"):
         build_dino_encoder("dinov2")
-
-
-def test_factory_from_config():
-    from lerf.config import EncoderConfig
-    cfg = EncoderConfig(clip="reference", dino="reference", reference_clip_dim=16, reference_dino_dim=8,
-                        reference_dino_stride=2)
-    clip = build_clip_encoder_from_config(cfg, "cpu", labels=LABELS)
-    assert clip.embed_dim == 16 and clip.labels[2] == "red mug"
-    dense = build_dino_encoder_from_config(cfg, "cpu")
-    assert dense.feature_dim == 8 and dense.stride_px(8, 8) == (2.0, 2.0)
-    with pytest.raises(ValueError, match="labels"):
-        build_clip_encoder_from_config(cfg, "cpu")
-    cfg.clip = "siglip"
-    with pytest.raises(ValueError, match="known"):
-        build_clip_encoder_from_config(cfg, "cpu", labels=LABELS)
 
 
 # ---------------------------------------------------------------- real encoders, offline

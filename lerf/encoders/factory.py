@@ -4,9 +4,6 @@ The device is always passed in by the caller (the trainer resolves "auto" once);
 picks a device. Options go straight to the encoder's constructor, so a misspelt option is a
 TypeError naming it, and an unknown kind is a ValueError listing the known ones.
 
-`*_from_config` read the `encoder` config group (lerf.config.EncoderConfig), so train.py and
-query.py build identical encoders (and hence hit the same feature cache).
-
 Example:
     build_clip_encoder("reference", labels={1: "red mug"}, dim=128)
     build_clip_encoder("openclip", checkpoint="weights/openclip/open_clip_pytorch_model.bin", device="cuda")
@@ -14,7 +11,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 
@@ -60,27 +57,3 @@ def build_dino_encoder(kind: str, device: str | torch.device = "cpu", **options:
         raise ValueError(f"unknown DINO encoder kind {kind!r}; known: {sorted(DINO_KINDS)}")
     return DINO_KINDS[kind](device=device, **options)
 
-
-def build_clip_encoder_from_config(cfg: Any, device: str | torch.device,
-                                   labels: Optional[dict[int, str]] = None) -> ClipEncoder:
-    """The CLIP encoder an `EncoderConfig` describes; `labels` (id -> name) only for "reference"."""
-    if cfg.clip == "reference":
-        if labels is None:
-            raise ValueError("encoder.clip=reference needs the scene's object labels (the synthetic "
-                             "demo scene has them); use encoder.clip=openclip for a real scene")
-        return build_clip_encoder("reference", device, labels=labels, dim=cfg.reference_clip_dim)
-    if cfg.clip == "openclip":
-        return build_clip_encoder("openclip", device, model=cfg.clip_model, pretrained=cfg.clip_pretrained,
-                                  checkpoint=cfg.clip_checkpoint, allow_random_weights=cfg.allow_random_weights)
-    return build_clip_encoder(cfg.clip, device)  # unknown kind: the error lists the known ones
-
-
-def build_dino_encoder_from_config(cfg: Any, device: str | torch.device) -> DenseEncoder:
-    """The dense encoder an `EncoderConfig` describes."""
-    if cfg.dino == "reference":
-        return build_dino_encoder("reference", device, dim=cfg.reference_dino_dim,
-                                  stride_px=cfg.reference_dino_stride)
-    if cfg.dino == "dino":
-        return build_dino_encoder("dino", device, model=cfg.dino_model, checkpoint=cfg.dino_checkpoint,
-                                  allow_random_weights=cfg.allow_random_weights)
-    return build_dino_encoder(cfg.dino, device)
