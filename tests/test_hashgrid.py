@@ -243,6 +243,35 @@ def test_triton_kernels_match_torch_in_interpreter():
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def _triton_version() -> tuple[int, int]:
+    import triton
+
+    return tuple(int(v) for v in triton.__version__.split(".")[:2])
+
+
+@pytest.mark.skipif(not _has("triton") or _triton_version() < (3, 9), reason="needs triton >= 3.9 (its compile API)")
+def test_triton_kernels_compile_for_gpu_targets():
+    # Compiling to a cubin needs no GPU, and catches what the interpreter lets through
+    # (constexpr rules, integer widths). The hash constants must stay 64-bit.
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from lerf.fields import hashgrid_triton as ht
+
+    consts = dict(NUM_LEVELS=4, F=2, FP=2, P1=2654435761, P2=805459861, BLOCK=128)
+    common = {"x_ptr": "*fp32", "table_ptr": "*fp32", "meta_ptr": "*i64"}
+    fwd = {**common, "out_ptr": "*fp32", "n": "i32", **{k: "constexpr" for k in consts}}
+    bwd = {**common, "grad_out_ptr": "*fp32", "grad_table_ptr": "*fp32", "grad_x_ptr": "*fp32", "n": "i32",
+           **{k: "constexpr" for k in (*consts, "NEED_TABLE", "NEED_X")}}
+    target = GPUTarget("cuda", 80, 32)
+    kernel = triton.compile(ASTSource(ht._hashgrid_fwd_kernel, fwd, consts), target=target)
+    assert "dense<2654435761> : tensor<128xi64>" in kernel.asm["ttir"]
+    kernel = triton.compile(ASTSource(ht._hashgrid_bwd_kernel, bwd, dict(consts, NEED_TABLE=True, NEED_X=True)),
+                            target=target)
+    assert "cubin" in kernel.asm
+
+
 @pytest.mark.skipif(not (torch.cuda.is_available() and _has("tinycudann")), reason="needs CUDA and tinycudann")
 def test_tcnn_backend_runs_and_trains():
     # tcnn aligns its grid differently (see hashgrid_tcnn.py), so only behaviour is compared.

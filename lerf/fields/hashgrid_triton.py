@@ -13,6 +13,8 @@ One program handles ``BLOCK`` points of one level (grid = point blocks x levels)
 """
 from __future__ import annotations
 
+from typing import no_type_check
+
 import torch
 import triton
 import triton.language as tl
@@ -21,11 +23,14 @@ from torch import Tensor
 
 from lerf.fields.hashgrid import HASH_PRIMES, LevelLayout
 
+# Every kernel function carries @no_type_check: the tests' jaxtyping import hook would otherwise wrap it
+# in a runtime type checker, and Triton compiles the Python source of what it is given.
 BLOCK = 128  # points per program: 8 corners x FP features x 128 keeps registers modest
 NUM_WARPS = 4
 
 
 @triton.jit
+@no_type_check
 def _cell(x_ptr, offs, mask, axis: tl.constexpr, res_f):
     """Scaled position of one axis -> (lower vertex as int64, fraction in [0, 1])."""
     pos = tl.load(x_ptr + offs * 3 + axis, mask=mask, other=0.0) * res_f
@@ -35,6 +40,7 @@ def _cell(x_ptr, offs, mask, axis: tl.constexpr, res_f):
 
 
 @triton.jit
+@no_type_check
 def _corner(c: tl.constexpr, ix, iy, iz, fx, fy, fz, res, size, row0, hashed,
             P1: tl.constexpr, P2: tl.constexpr):
     """Row and trilinear weight of corner ``c`` (bits bx, by, bz = c & 1, c >> 1 & 1, c >> 2 & 1)."""
@@ -55,6 +61,17 @@ def _corner(c: tl.constexpr, ix, iy, iz, fx, fy, fz, res, size, row0, hashed,
 
 
 @triton.jit
+@no_type_check
+def _weight_grads(c: tl.constexpr, wx, wy, wz):
+    """d weight / d (fx, fy, fz) of corner ``c``: e.g. (+1 upper, -1 lower vertex) * wy * wz for fx."""
+    sx: tl.constexpr = 2 * (c % 2) - 1
+    sy: tl.constexpr = 2 * ((c // 2) % 2) - 1
+    sz: tl.constexpr = 2 * (c // 4) - 1
+    return sx * wy * wz, sy * wx * wz, sz * wx * wy
+
+
+@triton.jit
+@no_type_check
 def _hashgrid_fwd_kernel(x_ptr, table_ptr, meta_ptr, out_ptr, n,
                          NUM_LEVELS: tl.constexpr, F: tl.constexpr, FP: tl.constexpr,
                          P1: tl.constexpr, P2: tl.constexpr, BLOCK: tl.constexpr):
@@ -82,6 +99,7 @@ def _hashgrid_fwd_kernel(x_ptr, table_ptr, meta_ptr, out_ptr, n,
 
 
 @triton.jit
+@no_type_check
 def _hashgrid_bwd_kernel(x_ptr, table_ptr, meta_ptr, grad_out_ptr, grad_table_ptr, grad_x_ptr, n,
                          NUM_LEVELS: tl.constexpr, F: tl.constexpr, FP: tl.constexpr,
                          P1: tl.constexpr, P2: tl.constexpr, BLOCK: tl.constexpr,
@@ -112,17 +130,14 @@ def _hashgrid_bwd_kernel(x_ptr, table_ptr, meta_ptr, grad_out_ptr, grad_table_pt
         if NEED_TABLE:
             tl.atomic_add(grad_table_ptr + ptr_off, (wx * wy * wz)[:, None] * g, mask=mask2)
         if NEED_X:
-            # d weight / d frac_x = (+1 upper, -1 lower) * wy * wz, and likewise for y, z
             dot = tl.sum(tl.load(table_ptr + ptr_off, mask=mask2, other=0.0) * g, axis=1)
-            sx: tl.constexpr = 2 * (c % 2) - 1
-            sy: tl.constexpr = 2 * ((c // 2) % 2) - 1
-            sz: tl.constexpr = 2 * (c // 4) - 1
-            dfx += dot * (sx * wy * wz)
-            dfy += dot * (sy * wx * wz)
-            dfz += dot * (sz * wx * wy)
+            dwx, dwy, dwz = _weight_grads(c, wx, wy, wz)
+            dfx += dot * dwx
+            dfy += dot * dwy
+            dfz += dot * dwz
     if NEED_X:
         # d frac / d x = res; this level's share goes to its own slice: no atomics, fixed order
-        base = grad_x_ptr + (level * n + offs) * 3
+        base = grad_x_ptr + (level.to(tl.int64) * n + offs) * 3
         tl.store(base + 0, dfx * res_f, mask=mask)
         tl.store(base + 1, dfy * res_f, mask=mask)
         tl.store(base + 2, dfz * res_f, mask=mask)
