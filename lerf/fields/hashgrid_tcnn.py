@@ -35,9 +35,15 @@ def tcnn_encoding_config(num_levels: int, features_per_level: int, log2_hashmap_
 
 def make_tcnn_encoding(num_levels: int, features_per_level: int, log2_hashmap_size: int,
                        base_resolution: int, max_resolution: int) -> nn.Module:
-    """A ``tinycudann.Encoding`` computing in float32, so its output dtype matches the other backends."""
+    """A ``tinycudann.Encoding`` with float32 parameters and output, like the other backends.
+
+    (tcnn's default picks fp16 on most GPUs: faster, but a half-precision table.) Its parameters
+    live on the GPU from the start. The seed is drawn from torch's generator, so that
+    ``torch.manual_seed`` governs tcnn's U(-1e-4, 1e-4) initialisation as it does ours.
+    """
     import tinycudann as tcnn  # lazy: only importable on CUDA machines with tcnn built
 
     config = tcnn_encoding_config(num_levels, features_per_level, log2_hashmap_size,
                                   base_resolution, max_resolution)
-    return tcnn.Encoding(n_input_dims=3, encoding_config=config, dtype=torch.float32)
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    return tcnn.Encoding(n_input_dims=3, encoding_config=config, seed=seed, dtype=torch.float32)
