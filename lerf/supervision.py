@@ -15,6 +15,7 @@ from torch import Tensor
 from lerf.data.scene import SceneData
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
 from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
+from lerf.encoders.pyramid import linspace_fracs
 from lerf.model import LerfModel
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,12 @@ class LanguageSupervision:
 
 
 def crop_fracs(cfg: DictConfig) -> list[float]:
-    """Pyramid crop sizes (fraction of image height), linearly spaced (LERF §3.1: 5%–50%, 7 levels)."""
+    """Pyramid crop sizes (fraction of image height): LERF §3.1, 5%–50% over 7 levels."""
     e = cfg.encoder
-    if e.pyramid_levels == 1:
-        return [e.pyramid_min_frac]
-    step = (e.pyramid_max_frac - e.pyramid_min_frac) / (e.pyramid_levels - 1)
-    return [e.pyramid_min_frac + i * step for i in range(e.pyramid_levels)]
+    return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)
 
 
-def _encoder_options(cfg: DictConfig, scene: SceneData, kind: str) -> dict:
+def encoder_options(cfg: DictConfig, scene: SceneData, kind: str) -> dict:
     e = cfg.encoder
     if kind == "clip":
         if e.clip == "reference":
@@ -61,19 +59,25 @@ def _require_labels(scene: SceneData, what: str) -> dict[int, str]:
     return scene.labels
 
 
+def _on_device(features, device: torch.device):
+    # On an accelerator the whole table moves there so lookups gather on-device; on the CPU it
+    # stays memory-mapped (read lazily).
+    return features if device.type == "cpu" else features.to(device)
+
+
 def build_supervision(cfg: DictConfig, scene: SceneData, device: torch.device) -> LanguageSupervision:
     """Load (or compute once and cache) the CLIP pyramid and DINO maps of the training images."""
-    images = scene.images.float() / 255.0
-    ids = scene.object_ids
+    images, ids = scene.images, scene.object_ids  # uint8: a quarter of the memory of floats
     cache_dir = Path(cfg.encoder.cache_dir).expanduser() / scene.root.name
-    clip_encoder = build_clip_encoder(cfg.encoder.clip, device, **_encoder_options(cfg, scene, "clip"))
+    clip_encoder = build_clip_encoder(cfg.encoder.clip, device, **encoder_options(cfg, scene, "clip"))
     fracs = crop_fracs(cfg)
     pyramid = load_or_build_clip_pyramid(cache_dir, images, ids, clip_encoder, fracs,
                                          batch_size=cfg.encoder.batch_size)
+    pyramid = _on_device(pyramid, device)
     dino_maps, dino_dim = None, 0
     if cfg.model.language.dino_enabled:
-        dino_encoder = build_dino_encoder(cfg.encoder.dino, device, **_encoder_options(cfg, scene, "dino"))
-        dino_maps = load_or_build_dino_maps(cache_dir, images, ids, dino_encoder)
+        dino_encoder = build_dino_encoder(cfg.encoder.dino, device, **encoder_options(cfg, scene, "dino"))
+        dino_maps = _on_device(load_or_build_dino_maps(cache_dir, images, ids, dino_encoder), device)
         dino_dim = dino_maps.feature_dim
     return LanguageSupervision(clip_encoder, pyramid, dino_maps, clip_encoder.embed_dim, dino_dim,
                                min(fracs), max(fracs), scene.height, scene.cameras.fy_px.to(device))
@@ -105,12 +109,12 @@ def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: Langua
     scale_m = model.scale_m(out["depth"], batch.z_per_t, crop_px_over_f)
     pos, w = model.language_samples(out, lcfg.samples_per_ray)
     pred = model.render_language(pos, w, scale_m)
-    target = sup.clip_pyramid.lookup(batch.image_idx.cpu(), batch.u.cpu(), batch.v.cpu(), fracs.cpu()).to(device)
+    target = sup.clip_pyramid.lookup(batch.image_idx, batch.u, batch.v, fracs).to(device)
     loss_clip = clip_loss(pred["clip"], target, lcfg.clip_loss, lcfg.huber_delta)
     total = lcfg.clip_weight * loss_clip
     logs = {"loss/clip": loss_clip.item()}
     if "dino" in pred and sup.dino_maps is not None:
-        dino_target = sup.dino_maps.lookup(batch.image_idx.cpu(), batch.u.cpu(), batch.v.cpu()).to(device)
+        dino_target = sup.dino_maps.lookup(batch.image_idx, batch.u, batch.v).to(device)
         loss_dino = ((pred["dino"] - dino_target) ** 2).sum(-1).mean()
         total = total + lcfg.dino_weight * loss_dino
         logs["loss/dino"] = loss_dino.item()

@@ -530,6 +530,11 @@ def _is_complete(root: Path, num_views: int, width: int, height: int) -> bool:
                for f in frames for key in keys)
 
 
+def demo_scene_dir(cache_root: str | Path, seed: int, num_views: int, width: int, height: int) -> Path:
+    """Where `ensure_demo_scene` keeps the scene made with these settings."""
+    return Path(cache_root) / f"demo_s{seed}_{num_views}v_{width}x{height}"
+
+
 def ensure_demo_scene(cache_root: str | Path, seed: int = 0, num_views: int = 48, width: int = 128,
                       height: int = 128) -> Path:
     """<cache_root>/demo_s{seed}_{num_views}v_{width}x{height}, generated first if missing or incomplete.
@@ -539,7 +544,7 @@ def ensure_demo_scene(cache_root: str | Path, seed: int = 0, num_views: int = 48
     complete copy.
     """
     root = Path(cache_root)
-    final = root / f"demo_s{seed}_{num_views}v_{width}x{height}"
+    final = demo_scene_dir(root, seed, num_views, width, height)
     if _is_complete(final, num_views, width, height):
         return final
     root.mkdir(parents=True, exist_ok=True)

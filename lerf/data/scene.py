@@ -113,11 +113,19 @@ def _load_labels(root: Path) -> Optional[dict[int, str]]:
     return {int(k): str(v) for k, v in objects.items()}
 
 
-def scene_root(cfg: SceneConfig) -> Path:
-    """Where the scene's files are; generates the demo scene on first use."""
+def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
+    """Where the scene's files are; generates the demo scene on first use when `generate`."""
     if cfg.kind == "demo":
-        from lerf.data.demo_scene import ensure_demo_scene
+        from lerf.data.demo_scene import ensure_demo_scene, demo_scene_dir
 
+        if not generate:
+            path = demo_scene_dir(Path(cfg.cache_dir).expanduser(), cfg.seed, cfg.num_views, cfg.width, cfg.height)
+            if not (path / "transforms.json").is_file():
+                raise SceneFormatError(
+                    f"demo scene cache {path} is missing (deleted since training?). Regenerate it with "
+                    f"`python -m lerf.data.demo_scene {path} --seed {cfg.seed} --views {cfg.num_views} "
+                    f"--width {cfg.width} --height {cfg.height}`")
+            return path
         return ensure_demo_scene(Path(cfg.cache_dir).expanduser(), seed=cfg.seed, num_views=cfg.num_views,
                                  width=cfg.width, height=cfg.height)
     if cfg.kind == "nerfstudio":
@@ -134,8 +142,8 @@ def scene_root(cfg: SceneConfig) -> Path:
     raise ValueError(f"scene.kind must be 'demo' or 'nerfstudio', got '{cfg.kind}'")
 
 
-def load_scene(cfg: SceneConfig) -> SceneData:
-    root = scene_root(cfg)
+def load_scene(cfg: SceneConfig, generate: bool = True) -> SceneData:
+    root = scene_root(cfg, generate)
     raw = read_nerfstudio(root, downscale=cfg.downscale)
     cameras, center, scale = normalise_cameras(raw.cameras, cfg.center)
     train_idx, eval_idx = split_indices(len(raw.frame_names), cfg.eval_every)

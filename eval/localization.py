@@ -1,0 +1,63 @@
+"""Localization accuracy of a trained run: for every labelled view and every labelled object,
+success when the relevancy argmax falls inside the object's box.
+
+    python eval/localization.py run=<run dir> [labels=<dir>] [protocol=lerf|lerf_ovs]
+
+protocol=lerf: the LERF paper's rule (§5) on the raw map; lerf_ovs: LangSplat's (30x30 mean
+filter first). The scale is searched as in query.py. Writes <run>/localization.json and
+localization.md.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import MISSING
+from tqdm import tqdm
+
+from lerf.cli import parse_args
+from lerf.evaluation.localization import localize, summarize_localization
+from lerf.evaluation.report import write_report
+from lerf.evaluation.run_eval import labelled_views, maps_at_label_size
+from lerf.loading import load_run
+from lerf.query_engine import QueryEngine
+
+
+@dataclass
+class LocalizationArgs:
+    run: str = MISSING
+    labels: Optional[str] = None  # default: the scene's labels/ folder
+    protocol: str = "lerf"
+    out: Optional[str] = None  # default: the run dir
+    device: str = "auto"
+    chunk: int = 4096
+
+
+def evaluate(args: LocalizationArgs) -> dict:
+    loaded = load_run(args.run, args.device)
+    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
+    results = []
+    for frame, cam in tqdm(labelled_views(loaded.scene, args.labels), desc="localization"):
+        view = Path(frame.frame_name).stem
+        for category, label in frame.categories.items():
+            q = engine.query(category, loaded.scene.cameras, cam)
+            maps = maps_at_label_size(q.maps, frame.height, frame.width)
+            results.append(localize(maps, label.boxes, protocol=args.protocol, query=category, view=view,
+                                    scene=loaded.cfg.scene.name))
+    summary = summarize_localization(results)
+    summary["protocol"] = args.protocol
+    out = Path(args.out) if args.out else loaded.run_dir
+    write_report(summary, out / "localization.json", out / "localization.md")
+    return summary
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    summary = evaluate(parse_args(LocalizationArgs, argv, usage=__doc__))
+    print(f"localization ({summary['protocol']}): {summary['overall']:.3f} over {summary['num_queries']} queries")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Text queries against a trained model: relevancy maps with the scale searched per view.
+
+Two paths with the same math:
+- `query_exact` re-renders the view (geometry, language field, every scale) for each prompt:
+  the readable reference.
+- `query` renders each view once, caches the unit CLIP embeddings at every searched scale
+  (the prompt changes none of them), and answers each new prompt with one matrix product
+  against [query; canonical phrases].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from lerf.config import RelevancyConfig
+from lerf.data.cameras import Cameras, camera_rays, image_pixels
+from lerf.relevancy import TextEmbeddings, relevancy, render_embeddings, scale_values, validate_prompt
+
+
+@dataclass
+class ViewRender:
+    rgb: Float[Tensor, "h w 3"]
+    depth_m: Float[Tensor, "h w"]
+    accumulation: Float[Tensor, "h w"]
+    embeds: Float[Tensor, "s n d"]  # unit CLIP embeddings per scale, stored at cache_dtype
+
+
+@dataclass
+class QueryResult:
+    prompt: str
+    maps: Float[Tensor, "s h w"]  # relevancy at every searched scale
+    scale_idx: int
+    scale_m: float
+
+    @property
+    def relevancy(self) -> Float[Tensor, "h w"]:
+        return self.maps[self.scale_idx]
+
+    def peak(self) -> tuple[int, int]:
+        """(x, y) pixel of the highest relevancy at the chosen scale."""
+        w = self.maps.shape[-1]
+        flat = int(self.relevancy.reshape(-1).argmax())
+        return flat % w, flat // w
+
+
+class QueryEngine:
+    def __init__(self, model, text_encoder, cfg: RelevancyConfig, chunk: int = 4096,
+                 cache_dtype: torch.dtype = torch.float16):
+        if model.language is None:
+            raise ValueError("this run has no language field (model.language.enabled=false): nothing to query")
+        self.model = model.eval()
+        self.cfg = cfg
+        self.chunk = chunk
+        self.texts = TextEmbeddings(text_encoder, cfg)
+        self.scales = scale_values(cfg)
+        self.cache_dtype = cache_dtype
+        self._views: dict[object, ViewRender] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- rendering ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _render(self, cameras: Cameras, cam: int) -> ViewRender:
+        """Render a view in chunks, keeping RGB, depth and the embeddings at every scale."""
+        h, w = cameras.height, cameras.width
+        u, v = image_pixels(w, h, self.device)
+        idx = torch.full_like(u, cam, dtype=torch.long)
+        cams = cameras.to(self.device)
+        rgb, depth, acc, embeds = [], [], [], []
+        for start in range(0, u.shape[0], self.chunk):
+            sl = slice(start, start + self.chunk)
+            origins, dirs, z_per_t = camera_rays(cams, idx[sl], u[sl], v[sl])
+            out = self.model(origins, dirs, jitter=False)
+            rgb.append(out["rgb"].cpu())
+            acc.append(out["accumulation"].cpu())
+            depth.append((out["depth"] * z_per_t / self.model.geometry.scale_factor).cpu())
+            embeds.append(render_embeddings(self.model, out, self.scales.to(self.device)).to("cpu", self.cache_dtype))
+        return ViewRender(torch.cat(rgb).reshape(h, w, 3), torch.cat(depth).reshape(h, w),
+                          torch.cat(acc).reshape(h, w), torch.cat(embeds, 1))
+
+    def view(self, cameras: Cameras, cam: int, key: object = None) -> ViewRender:
+        """The cached render of a view (rendered on first use)."""
+        key = cam if key is None else key
+        if key not in self._views:
+            self._views[key] = self._render(cameras, cam)
+        return self._views[key]
+
+    # -- relevancy ------------------------------------------------------------------------------
+    def _texts(self, prompt: str) -> Float[Tensor, "t d"]:
+        """[query; canonical phrases] as one matrix."""
+        query = self.texts.embed([validate_prompt(prompt)])
+        return torch.cat([query, self.texts.canon], 0)
+
+    def _maps(self, embeds: Float[Tensor, "s n d"], texts: Float[Tensor, "t d"]) -> Float[Tensor, "s n"]:
+        sims = torch.matmul(embeds.float(), texts.T)  # [s, n, 1 + c]
+        diff = sims[..., :1] - sims[..., 1:]
+        return torch.sigmoid(self.cfg.temperature * diff).amin(-1)
+
+    def _result(self, prompt: str, maps: Float[Tensor, "s h w"]) -> QueryResult:
+        idx = int(maps.reshape(maps.shape[0], -1).amax(-1).argmax())
+        return QueryResult(prompt, maps, idx, float(self.scales[idx]))
+
+    def query(self, prompt: str, cameras: Cameras, cam: int, key: object = None) -> QueryResult:
+        """Cached path: a new prompt on a rendered view costs one matrix product."""
+        render = self.view(cameras, cam, key)
+        maps = self._maps(render.embeds, self._texts(prompt))
+        return self._result(prompt, maps.reshape(-1, cameras.height, cameras.width))
+
+    def query_exact(self, prompt: str, cameras: Cameras, cam: int) -> QueryResult:
+        """Reference path: re-render everything for this prompt (relevancy per scale, per chunk)."""
+        query = self.texts.embed([validate_prompt(prompt)])[0]
+        h, w = cameras.height, cameras.width
+        u, v = image_pixels(w, h, self.device)
+        idx = torch.full_like(u, cam, dtype=torch.long)
+        cams = cameras.to(self.device)
+        pieces = []
+        with torch.no_grad():
+            for start in range(0, u.shape[0], self.chunk):
+                sl = slice(start, start + self.chunk)
+                origins, dirs, _ = camera_rays(cams, idx[sl], u[sl], v[sl])
+                out = self.model(origins, dirs, jitter=False)
+                e = render_embeddings(self.model, out, self.scales.to(self.device)).float().cpu()
+                pieces.append(torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature) for es in e]))
+        return self._result(prompt, torch.cat(pieces, 1).reshape(-1, h, w))

@@ -1,0 +1,70 @@
+"""Files written for a query: raw map, colormapped PNG, overlay on the render, JSON summary."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from lerf.query_engine import QueryResult, ViewRender
+from lerf.renderer import colorize, to_uint8
+
+
+def prompt_dirname(prompt: str) -> str:
+    """A safe folder name for a prompt: 'red mug' -> 'red_mug'."""
+    keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in prompt.strip())
+    return keep.strip("_") or "prompt"
+
+
+def overlay(rgb: Float[Tensor, "h w 3"], rel: Float[Tensor, "h w"], floor: float = 0.5) -> Float[Tensor, "h w 3"]:
+    """Turbo-coloured relevancy over the render where it exceeds `floor` (0.5: as relevant as the
+    hardest canonical phrase), fading in from there, as LERF's figures show it."""
+    alpha = ((rel - floor) / (1 - floor)).clamp(0, 1)[..., None]
+    return rgb.clamp(0, 1) * (1 - 0.7 * alpha) + colorize(rel, vmin=floor, vmax=1.0) * 0.7 * alpha
+
+
+def check_writable(paths: list[Path], overwrite: bool) -> None:
+    """Refuse to replace earlier outputs unless asked to."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]} exists (and {len(existing) - 1} more); pass overwrite=true "
+                              "to replace them or out=<dir> to write elsewhere. Nothing was written.")
+
+
+def output_paths(out_dir: Path, view: str) -> dict[str, Path]:
+    return {"npy": out_dir / f"{view}_relevancy.npy", "png": out_dir / f"{view}_relevancy.png",
+            "overlay": out_dir / f"{view}_overlay.png", "rgb": out_dir / f"{view}_rgb.png",
+            "json": out_dir / f"{view}.json"}
+
+
+def save_query(result: QueryResult, render: ViewRender, out_dir: Path, view: str, overwrite: bool = False) -> dict:
+    paths = output_paths(out_dir, view)
+    check_writable(list(paths.values()), overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rel = result.relevancy
+    np.save(paths["npy"], rel.numpy().astype(np.float32))
+    iio.imwrite(paths["png"], to_uint8(colorize(rel, vmin=0.0, vmax=1.0)))
+    iio.imwrite(paths["overlay"], to_uint8(overlay(render.rgb, rel)))
+    iio.imwrite(paths["rgb"], to_uint8(render.rgb))
+    x, y = result.peak()
+    summary = {"prompt": result.prompt, "view": view, "scale_m": result.scale_m, "scale_index": result.scale_idx,
+               "peak_xy": [x, y], "peak_relevancy": float(rel[y, x]), "peak_depth_m": float(render.depth_m[y, x]),
+               "max_relevancy_per_scale": result.maps.reshape(result.maps.shape[0], -1).amax(-1).tolist()}
+    paths["json"].write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def write_ply(path: Path, points: Float[Tensor, "n 3"], colors: Float[Tensor, "n 3"],
+              values: Float[Tensor, " n"]) -> None:
+    """ASCII PLY with xyz, rgb (uint8) and a scalar `relevancy` per vertex."""
+    rgb = (colors.clamp(0, 1) * 255).round().to(torch.uint8)
+    header = ["ply", "format ascii 1.0", f"element vertex {points.shape[0]}", "property float x",
+              "property float y", "property float z", "property uchar red", "property uchar green",
+              "property uchar blue", "property float relevancy", "end_header"]
+    rows = [f"{p[0]:.5f} {p[1]:.5f} {p[2]:.5f} {c[0]} {c[1]} {c[2]} {v:.4f}"
+            for p, c, v in zip(points.tolist(), rgb.tolist(), values.tolist())]
+    path.write_text("\n".join(header + rows) + "\n")

@@ -1,0 +1,143 @@
+"""Ask a trained run questions in words: relevancy maps, a camera-path video, a 3D point query.
+
+    python query.py run=outputs/demo/<date> prompt="red mug"
+    python query.py run=... prompt='[red mug, blue teapot]' views=eval video=true ply=true
+
+Reads the run's checkpoint only; writes under <run>/queries/<prompt>/ (or out=<dir>) and never
+replaces earlier outputs unless overwrite=true.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import imageio.v3 as iio
+import torch
+from omegaconf import MISSING
+from tqdm import tqdm
+
+from lerf.cli import parse_args
+from lerf.data.camera_path import interpolate_path
+from lerf.loading import load_run
+from lerf.query3d import backproject, keep_visible, visibility_counts
+from lerf.query_engine import QueryEngine
+from lerf.query_outputs import check_writable, overlay, prompt_dirname, save_query, write_ply
+from lerf.relevancy import validate_prompt
+from lerf.renderer import colorize, render_view, to_uint8
+
+log = logging.getLogger("query")
+
+
+@dataclass
+class QueryArgs:
+    run: str = MISSING
+    prompt: Any = MISSING  # one text, or a list of texts
+    views: str = "eval"  # eval | train | all | comma-separated frame indices, e.g. "0,8,16"
+    out: Optional[str] = None  # default: <run>/queries
+    device: str = "auto"
+    chunk: int = 4096
+    overwrite: bool = False
+    video: bool = False  # render a camera path through the selected views
+    video_frames: int = 48
+    ply: bool = False  # 3D query: relevant points kept only where >= ply_min_views training views see them
+    ply_threshold: float = 0.6
+    ply_min_views: int = 5
+
+
+def select_views(spec: str, scene) -> list[int]:
+    if spec == "eval":
+        return list(scene.eval_idx) or list(scene.train_idx[:1])
+    if spec == "train":
+        return list(scene.train_idx)
+    if spec == "all":
+        return list(range(len(scene.frame_names)))
+    try:
+        views = [int(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"views must be eval|train|all or comma-separated indices, got '{spec}'") from None
+    bad = [v for v in views if not 0 <= v < len(scene.frame_names)]
+    if bad or not views:
+        raise SystemExit(f"views {bad or spec} out of range: the scene has frames 0..{len(scene.frame_names) - 1}")
+    return views
+
+
+def prompts_of(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value)
+    try:
+        return [validate_prompt(str(p) if p is not None else "") for p in items]
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+
+
+def run_video(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
+    path = interpolate_path(loaded.scene.cameras, views if len(views) > 1 else loaded.scene.train_idx[:8],
+                            args.video_frames)
+    target = out_dir / "path.mp4"
+    check_writable([target, target.with_suffix(".gif")], args.overwrite)
+    frames = []
+    for i in tqdm(range(len(path)), desc=f"video '{prompt}'", leave=False):
+        result = engine.query(prompt, path, i, key=("path", i))
+        frames.append(to_uint8(overlay(engine.view(path, i, key=("path", i)).rgb, result.relevancy)))
+    try:
+        iio.imwrite(target, frames, fps=12)
+    except Exception as err:  # no ffmpeg plugin on this machine: GIF needs none
+        log.info("mp4 writer unavailable (%s); writing a GIF", err)
+        target = target.with_suffix(".gif")
+        iio.imwrite(target, frames, duration=1000 / 12, loop=0)
+    return target
+
+
+def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
+    scene, scale = loaded.scene, loaded.model.geometry.scale_factor
+    target = out_dir / "points.ply"
+    check_writable([target], args.overwrite)
+    points, colors, values = [], [], []
+    for v in views:
+        result = engine.query(prompt, scene.cameras, v)
+        render = engine.view(scene.cameras, v)
+        keep = ((result.relevancy > args.ply_threshold) & (render.accumulation > 0.5)).reshape(-1)
+        points.append(backproject(scene.cameras, v, render.depth_m, scale)[keep])
+        colors.append(colorize(result.relevancy, vmin=0.5, vmax=1.0).reshape(-1, 3)[keep])
+        values.append(result.relevancy.reshape(-1)[keep])
+    pts, cols, vals = torch.cat(points), torch.cat(colors), torch.cat(values)
+    train = list(scene.train_idx)
+    depths = torch.stack([render_view(loaded.model, scene.cameras, c, args.chunk)["depth_m"] * scale
+                          for c in tqdm(train, desc="visibility depths", leave=False)])
+    visible = keep_visible(visibility_counts(pts, scene.cameras, train, depths), args.ply_min_views)
+    world = pts[visible] / scale + scene.center_world
+    write_ply(target, world, cols[visible], vals[visible])
+    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, int(visible.sum()),
+             pts.shape[0], args.ply_min_views, target)
+    return target
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    args = parse_args(QueryArgs, argv, usage=__doc__)
+    prompts = prompts_of(args.prompt)
+    loaded = load_run(args.run, args.device)
+    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
+    views = select_views(args.views, loaded.scene)
+    out_root = Path(args.out) if args.out else loaded.run_dir / "queries"
+    for prompt in prompts:
+        out_dir = out_root / prompt_dirname(prompt)
+        summaries = []
+        for v in tqdm(views, desc=f"'{prompt}'"):
+            result = engine.query(prompt, loaded.scene.cameras, v)
+            name = Path(loaded.scene.frame_names[v]).stem
+            summaries.append(save_query(result, engine.view(loaded.scene.cameras, v), out_dir, name, args.overwrite))
+        for s in summaries:
+            log.info("'%s' %s: scale %.2f m, peak %s (relevancy %.3f)", prompt, s["view"], s["scale_m"],
+                     s["peak_xy"], s["peak_relevancy"])
+        if args.video:
+            log.info("video: %s", run_video(engine, loaded, prompt, views, out_dir, args))
+        if args.ply:
+            run_ply(engine, loaded, prompt, views, out_dir, args)
+        (out_dir / "summary.json").write_text(json.dumps(summaries, indent=2))
+
+
+if __name__ == "__main__":
+    main()
