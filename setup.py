@@ -26,7 +26,9 @@ setup(
         "timm>=0.9",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "beartype>=0.16"],
+        # The sweep test drives Hydra's submitit launcher locally, so tests need the launchers too.
+        "test": ["pytest>=7.4", "beartype>=0.16", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
+                 "submitit>=1.5"],
         "sweep": ["hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2", "submitit>=1.5"],
     },
 )

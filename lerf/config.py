@@ -183,3 +183,20 @@ def register_configs() -> None:
     cs.store(group="encoder", name="encoder_schema", node=EncoderConfig)
     cs.store(group="optim", name="optim_schema", node=OptimConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+
+
+def to_typed(cfg: Any) -> TrainConfig:
+    """A composed config (DictConfig or plain dict, e.g. from a checkpoint) as typed dataclasses,
+    validated against the schema; code below the entry points only sees these."""
+    from omegaconf import OmegaConf
+
+    if isinstance(cfg, TrainConfig):
+        return cfg
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg))
+
+
+def to_plain(cfg: TrainConfig) -> dict:
+    """The config as plain containers (for checkpoints and YAML)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

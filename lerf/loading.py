@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from lerf.config import TrainConfig, to_typed
 
 from lerf.build import build_model, resolve_device
 from lerf.checkpoint import load_checkpoint
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoadedRun:
     run_dir: Path
-    cfg: DictConfig
+    cfg: TrainConfig
     model: LerfModel
     scene: SceneData
     step: int
@@ -38,7 +38,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     state = load_checkpoint(run_dir, map_location=dev)
-    cfg = OmegaConf.create(state["config"])
+    cfg = to_typed(state["config"])
     # Reading a run must never write into it or regenerate data behind the user's back.
     scene = load_scene(cfg.scene, generate=False)
     geometry = SceneGeometry(**state["geometry"])

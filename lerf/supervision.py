@@ -9,9 +9,9 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
-from omegaconf import DictConfig
 from torch import Tensor
 
+from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
 from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
@@ -34,13 +34,13 @@ class LanguageSupervision:
     fy_px: Float[Tensor, " n"]
 
 
-def crop_fracs(cfg: DictConfig) -> list[float]:
+def crop_fracs(cfg: TrainConfig) -> list[float]:
     """Pyramid crop sizes (fraction of image height): LERF §3.1, 5%–50% over 7 levels."""
     e = cfg.encoder
     return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)
 
 
-def encoder_options(cfg: DictConfig, scene: SceneData, kind: str) -> dict:
+def encoder_options(cfg: TrainConfig, scene: SceneData, kind: str) -> dict:
     e = cfg.encoder
     if kind == "clip":
         if e.clip == "reference":
@@ -65,7 +65,7 @@ def _on_device(features, device: torch.device):
     return features if device.type == "cpu" else features.to(device)
 
 
-def build_supervision(cfg: DictConfig, scene: SceneData, device: torch.device) -> LanguageSupervision:
+def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) -> LanguageSupervision:
     """Load (or compute once and cache) the CLIP pyramid and DINO maps of the training images."""
     images, ids = scene.images, scene.object_ids  # uint8: a quarter of the memory of floats
     cache_dir = Path(cfg.encoder.cache_dir).expanduser() / scene.root.name

@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from lerf.config import TrainConfig, to_plain, to_typed
 from tqdm import tqdm
 
 from lerf import checkpoint as ckpt
@@ -62,21 +64,22 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
                           "or choose another hydra.run.dir. Nothing was overwritten.")
 
 
-def _save(run_dir, model, optimizer, scheduler, step, generator, cfg, geometry, dims) -> None:
+def _save(run_dir, model, optimizer, scheduler, step, generator, cfg: TrainConfig, geometry, dims) -> None:
     ckpt.save_atomic({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "step": step, "rng": ckpt.rng_state(generator), "config": OmegaConf.to_container(cfg, resolve=True),
+        "step": step, "rng": ckpt.rng_state(generator), "config": to_plain(cfg),
         "geometry": asdict(geometry), "dims": dims,
     }, ckpt.checkpoint_path(run_dir))
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict:
+def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
     """Train the model described by `cfg`, writing checkpoints, TensorBoard and eval into run_dir."""
     run_dir = Path(run_dir)
+    cfg = to_typed(cfg)
     state = None
     if cfg.resume:
         state = ckpt.load_checkpoint(cfg.resume)
-        saved = OmegaConf.create(state["config"])
+        saved = to_typed(state["config"])
         # A resumed run keeps its own settings; only the step budget may be extended.
         saved.trainer.max_steps = cfg.trainer.max_steps
         saved.resume = cfg.resume
@@ -103,7 +106,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         ckpt.restore_rng(state["rng"], generator)
         start = state["step"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_plain(cfg)))
 
     from torch.utils.tensorboard import SummaryWriter
 

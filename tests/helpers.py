@@ -1,0 +1,20 @@
+"""Small configs for end-to-end tests: a tiny demo scene and seconds-long training."""
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from lerf.config import register_configs
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def tiny_config(tmp_path: Path, *overrides: str):
+    """The demo config shrunk to a 8-view 48x48 scene and ~20 steps, caches under tmp_path."""
+    register_configs()
+    base = [
+        f"scene.cache_dir={tmp_path / 'scenes'}", f"encoder.cache_dir={tmp_path / 'features'}",
+        "scene.num_views=8", "scene.width=48", "scene.height=48", "scene.eval_every=4",
+        "trainer=smoke", "trainer.eval_chunk=1024", "trainer.num_threads=1",
+    ]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=base + list(overrides))

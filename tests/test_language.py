@@ -1,0 +1,139 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lerf.config import RelevancyConfig
+from lerf.loading import load_run
+from lerf.query_engine import QueryEngine
+from lerf.relevancy import best_scale, relevancy, scale_values
+from lerf.supervision import clip_loss
+from lerf.trainer import train
+from tests.helpers import tiny_config
+
+
+def test_relevancy_query_equal_to_canonical_is_half():
+    canon = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    embeds = torch.nn.functional.normalize(torch.randn(5, 16), dim=-1)
+    # the query is canonical phrase 2; any other phrase that scores higher only lowers the min
+    rel = relevancy(embeds, canon[2], canon, temperature=10.0)
+    assert (rel <= 0.5 + 1e-6).all()
+    only = relevancy(embeds, canon[2], canon[2:3], temperature=10.0)
+    assert torch.allclose(only, torch.full((5,), 0.5))
+
+
+def test_relevancy_worked_example():
+    e = torch.tensor([[1.0, 0.0]])
+    q = torch.tensor([1.0, 0.0])
+    c = torch.tensor([[0.0, 1.0], [math.sqrt(0.5), math.sqrt(0.5)]])
+    # pairwise softmax exp(10*1)/(exp(10*1)+exp(10*c·e)); the min is over the closer phrase
+    expected = 1 / (1 + math.exp(-10 * (1 - math.sqrt(0.5))))
+    assert relevancy(e, q, c, 10.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_scale_search_picks_planted_scale():
+    cfg = RelevancyConfig()
+    scales = scale_values(cfg)
+    assert len(scales) == 30 and scales[0] == 0.0 and scales[-1] == pytest.approx(2.0)
+    maps = torch.rand(30, 100) * 0.5
+    maps[17, 42] = 0.9
+    idx, best = best_scale(maps)
+    assert idx == 17 and best[42] == pytest.approx(0.9)
+
+
+def test_clip_loss_nan_safe_and_kinds():
+    pred = torch.zeros(3, 8)  # a ray with no weight renders a zero embedding
+    target = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    for kind in ("huber", "cosine"):
+        assert torch.isfinite(clip_loss(pred, target, kind, 1.25))
+    with pytest.raises(ValueError, match="huber or cosine"):
+        clip_loss(pred, target, "l3", 1.25)
+
+
+@pytest.fixture(scope="module")
+def lang_run(tmp_path_factory):
+    """A tiny demo run with the language field, trained just long enough to localise."""
+    tmp = tmp_path_factory.mktemp("lang")
+    cfg = tiny_config(tmp, "trainer.max_steps=150", "trainer.rays_per_batch=512", "trainer.checkpoint_every=150",
+                      "trainer.eval_at_end=false")
+    train(cfg, tmp / "run")
+    return tmp / "run"
+
+
+def test_relevancy_higher_inside_object(lang_run):
+    loaded = load_run(lang_run, "cpu")
+    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, chunk=1024)
+    scene = loaded.scene
+    name_to_id = {v: k for k, v in scene.labels.items()}
+    cam = scene.train_idx[0]
+    ids = scene.object_ids[cam]
+    checked = 0
+    for name in ("red mug", "blue teapot", "white plate"):
+        mask = ids == name_to_id[name]
+        if mask.sum() < 20:
+            continue
+        rel = engine.query(name, scene.cameras, cam).relevancy
+        assert rel[mask].mean() > rel[~mask].mean() + 0.05, name
+        checked += 1
+    assert checked >= 2
+
+
+def test_cached_query_matches_exact(lang_run):
+    loaded = load_run(lang_run, "cpu")
+    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, chunk=1024)
+    cam = loaded.scene.eval_idx[0]
+    for prompt in ("red mug", "yellow banana"):
+        cached = engine.query(prompt, loaded.scene.cameras, cam)
+        exact = engine.query_exact(prompt, loaded.scene.cameras, cam)
+        assert cached.scale_idx == exact.scale_idx
+        assert torch.allclose(cached.maps, exact.maps, atol=5e-3)  # fp16 cache
+        assert cached.peak() == exact.peak()
+
+
+def test_query_cli_outputs_and_no_overwrite(lang_run, tmp_path):
+    import query
+
+    ckpt = lang_run / "checkpoints" / "latest.pt"
+    before = ckpt.stat().st_mtime_ns
+    out = tmp_path / "q"
+    query.main([f"run={lang_run}", "prompt=[red mug,blue teapot]", f"out={out}", "views=0", "device=cpu"])
+    summary = json.loads((out / "red_mug" / "frame_00001.json").read_text())
+    assert 0.0 <= summary["scale_m"] <= 2.0 and len(summary["peak_xy"]) == 2
+    rel = np.load(out / "red_mug" / "frame_00001_relevancy.npy")
+    assert rel.shape == (48, 48) and np.isfinite(rel).all()
+    for suffix in ("relevancy.png", "overlay.png", "rgb.png"):
+        assert (out / "blue_teapot" / f"frame_00001_{suffix}").is_file()
+    with pytest.raises(FileExistsError, match="overwrite=true"):
+        query.main([f"run={lang_run}", "prompt=red mug", f"out={out}", "views=0", "device=cpu"])
+    assert ckpt.stat().st_mtime_ns == before  # query never modifies the run
+
+
+def test_query_3d_ply_visibility(lang_run, tmp_path):
+    import query
+
+    out = tmp_path / "q3"
+    query.main([f"run={lang_run}", "prompt=white plate", f"out={out}", "views=0,1,2", "device=cpu", "ply=true",
+                "ply_threshold=0.5", "ply_min_views=2"])
+    text = (out / "white_plate" / "points.ply").read_text().splitlines()
+    count = int(next(line for line in text if line.startswith("element vertex")).split()[-1])
+    assert count == len(text) - text.index("end_header") - 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run=/nonexistent/run", "prompt=mug"], "not found"),
+    (["prompt=mug"], "missing required argument"),
+])
+def test_query_cli_errors(args, message, capsys):
+    import query
+
+    with pytest.raises((SystemExit, FileNotFoundError), match=message):
+        query.main(args)
+
+
+def test_query_empty_prompt(lang_run):
+    import query
+
+    with pytest.raises(SystemExit, match="empty prompt"):
+        query.main([f"run={lang_run}", "prompt=' '"])

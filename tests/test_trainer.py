@@ -1,0 +1,88 @@
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from lerf.checkpoint import load_checkpoint
+from lerf.optim import lr_factor
+from lerf.trainer import RunDirError, train
+from tests.helpers import CONF_DIR, tiny_config
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 1e-2, 1e-3, 5000) == pytest.approx(1.0)
+    assert lr_factor(2500, 1e-2, 1e-3, 5000) == pytest.approx(10 ** -0.5)
+    assert lr_factor(5000, 1e-2, 1e-3, 5000) == pytest.approx(0.1)
+    assert lr_factor(30000, 1e-2, 1e-3, 5000) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("scene", ["demo", "teacup", "kitchen", "espresso", "custom"])
+@pytest.mark.parametrize("model", ["demo", "nerfacto", "lite"])
+def test_every_config_composes(scene, model):
+    from lerf.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"scene={scene}", f"model={model}", "scene.path=/x"])
+    OmegaConf.to_container(cfg, resolve=True)
+    assert cfg.model.name == model and cfg.scene.name == scene
+
+
+def test_real_scene_presets_use_real_encoders():
+    from lerf.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["scene=teacup"])
+    assert cfg.encoder.clip == "openclip" and cfg.encoder.dino == "dino"
+    assert cfg.trainer.max_steps == 30000 and cfg.optim.weight_decay == 1e-9
+    assert cfg.scene.path.endswith("teatime")
+
+
+def test_short_run_loss_falls_and_writes_eval(tmp_path):
+    cfg = tiny_config(tmp_path, "model.language.enabled=false", "trainer.max_steps=60", "trainer.log_every=1")
+    summary = train(cfg, tmp_path / "run")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    ea.Reload()
+    losses = [e.value for e in ea.Scalars("loss/rgb")]
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:5]) / 5
+    saved = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert saved["steps"] == 60 and saved["psnr"] == pytest.approx(summary["psnr"]) and 0 < saved["ssim"] <= 1
+    assert (tmp_path / "run" / "eval").glob("*_rgb.png")
+    # the checkpoint alone describes the run
+    state = load_checkpoint(tmp_path / "run")
+    assert state["config"]["resolved"]["hashgrid_backend"] == "torch" and state["step"] == 60
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    common = ("trainer.max_steps=20", "trainer.checkpoint_every=10", "trainer.eval_at_end=false")
+    full = tiny_config(tmp_path, *common)
+    train(full, tmp_path / "full")
+    half = tiny_config(tmp_path, "trainer.max_steps=10", "trainer.checkpoint_every=10", "trainer.eval_at_end=false")
+    train(half, tmp_path / "half")
+    resumed = tiny_config(tmp_path, *common, f"resume={tmp_path / 'half'}")
+    train(resumed, tmp_path / "ignored")
+    a = load_checkpoint(tmp_path / "full")["model"]
+    b = load_checkpoint(tmp_path / "half")["model"]
+    assert load_checkpoint(tmp_path / "half")["step"] == 20
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    cfg = tiny_config(tmp_path, "model.language.enabled=false", "trainer.max_steps=2", "trainer.eval_at_end=false")
+    train(cfg, tmp_path / "run")
+    before = (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes()
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+def test_resume_missing_run_is_clear(tmp_path):
+    cfg = tiny_config(tmp_path, f"resume={tmp_path / 'nope'}")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        train(cfg, tmp_path / "x")
