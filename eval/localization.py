@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Optional
 
 from omegaconf import MISSING
-from tqdm import tqdm
 
 from lerf.cli import parse_args
-from lerf.evaluation.localization import localize, summarize_localization
-from lerf.evaluation.report import write_report
-from lerf.evaluation.run_eval import labelled_views, maps_at_label_size
+from lerf.evaluation.language_eval import evaluate_localization
 from lerf.loading import load_run
 from lerf.query_engine import QueryEngine
 
@@ -38,19 +35,8 @@ class LocalizationArgs:
 def evaluate(args: LocalizationArgs) -> dict:
     loaded = load_run(args.run, args.device)
     engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
-    results = []
-    for frame, cam in tqdm(labelled_views(loaded.scene, args.labels), desc="localization"):
-        view = Path(frame.frame_name).stem
-        for category, label in frame.categories.items():
-            q = engine.query(category, loaded.scene.cameras, cam)
-            maps = maps_at_label_size(q.maps, frame.height, frame.width)
-            results.append(localize(maps, label.boxes, protocol=args.protocol, query=category, view=view,
-                                    scene=loaded.cfg.scene.name))
-    summary = summarize_localization(results)
-    summary["protocol"] = args.protocol
     out = Path(args.out) if args.out else loaded.run_dir
-    write_report(summary, out / "localization.json", out / "localization.md")
-    return summary
+    return evaluate_localization(engine, loaded.scene, loaded.cfg.scene.name, out, args.labels, args.protocol)
 
 
 def main(argv=None) -> None:

@@ -145,6 +145,8 @@ class TrainerConfig:
     checkpoint_every: int = 1000
     eval_chunk: int = 4096  # rays per chunk when rendering full images
     eval_at_end: bool = True
+    # Also localization + segmentation at the end, when the scene has labels/ (the demo does).
+    eval_language: bool = True
     progress: bool = True
 
 

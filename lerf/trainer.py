@@ -20,9 +20,12 @@ from lerf.build import build_model, resolve_device, set_threads
 from lerf.data.scene import SceneData, load_scene
 from lerf.model import LerfModel, SceneGeometry
 from lerf.optim import build_optimizer
+from lerf.provenance import write_provenance
 from lerf.rays import RayBatch, RaySampler
 from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.supervision import LanguageSupervision, build_supervision, language_losses
+from lerf.evaluation.language_eval import evaluate_localization, evaluate_segmentation
+from lerf.query_engine import QueryEngine
 from lerf.view_eval import evaluate_views, tensorboard_images
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,16 @@ def _save(run_dir, model, optimizer, scheduler, step, generator, cfg: TrainConfi
     }, ckpt.checkpoint_path(run_dir))
 
 
+def evaluate_language(model: LerfModel, scene: SceneData, supervision: LanguageSupervision, cfg: TrainConfig,
+                      run_dir: Path) -> dict:
+    """Localization (LERF protocol) and segmentation (lerf_ovs) on the scene's labelled views."""
+    engine = QueryEngine(model, supervision.text_encoder, cfg.relevancy, cfg.trainer.eval_chunk)
+    loc = evaluate_localization(engine, scene, cfg.scene.name, run_dir)
+    seg = evaluate_segmentation(engine, scene, cfg.scene.name, run_dir)
+    log.info("localization %.3f over %d queries, mIoU %.3f", loc["overall"], loc["num_queries"], seg["miou"])
+    return {"localization": loc["overall"], "miou": seg["miou"]}
+
+
 def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
     """Train the model described by `cfg`, writing checkpoints, TensorBoard and eval into run_dir."""
     run_dir = Path(run_dir)
@@ -106,7 +119,9 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
         ckpt.restore_rng(state["rng"], generator)
         start = state["step"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(to_plain(cfg)))
+    (run_dir / ("config.yaml" if start == 0 else f"config_resume_{start}.yaml")).write_text(
+        OmegaConf.to_yaml(to_plain(cfg)))
+    write_provenance(run_dir, start)
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -147,6 +162,8 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
     if tcfg.eval_at_end and scene.eval_idx:
         model.eval()
         summary.update(evaluate_views(model, scene, run_dir / "eval", tcfg.eval_chunk))
+        if tcfg.eval_language and supervision is not None and scene.labels_dir is not None:
+            summary.update(evaluate_language(model, scene, supervision, cfg, run_dir))
         (run_dir / "eval.json").write_text(json.dumps(summary, indent=2))
         writer.add_scalar("eval/psnr", summary["psnr"], tcfg.max_steps)
     writer.close()

@@ -1,9 +1,8 @@
 """Sweeps: our launcher configs compose, and a two-job sweep through hydra-submitit-launcher's
 local executor (the code path SLURM uses, minus sbatch) is collected by ``eval/ablations.py``.
 
-The sweep runs a tiny stand-in Hydra app written into the test's tmp dir; when the trainer can
-run a tiny config in seconds, replace ``sweep_app_command`` with it (e.g.
-``[sys.executable, "train.py", "experiment=tiny"]``) and keep the rest.
+The sweep runs the real trainer (train.py) on a tiny demo scene for a few steps, two ablation
+overlays as two jobs.
 """
 from __future__ import annotations
 
@@ -18,33 +17,11 @@ from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_APP = '''
-import json
-from pathlib import Path
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-
-
-@hydra.main(version_base=None, config_path=None)
-def main(cfg) -> None:
-    out = Path(HydraConfig.get().runtime.output_dir)
-    x = float(cfg.x)
-    eval_json = {"psnr": 20.0 + x, "ssim": 0.5 + 0.1 * x, "steps": 10, "train_time_s": 0.1}
-    (out / "eval.json").write_text(json.dumps(eval_json))
-    (out / "localization.json").write_text(json.dumps({"overall": x / 4}))
-
-
-if __name__ == "__main__":
-    main()
-'''
-
-
 def sweep_app_command(tmp_path: Path) -> list[str]:
-    """The command whose multirun the test sweeps (stand-in app until the trainer is swapped in)."""
-    app = tmp_path / "app.py"
-    app.write_text(TINY_APP)
-    return [sys.executable, str(app)]
+    """The real trainer on a tiny demo scene (8 views, 48x48) for a few steps."""
+    return [sys.executable, str(REPO / "train.py"), "-m", "trainer=smoke", "trainer.max_steps=4",
+            "trainer.eval_chunk=1024", "scene.num_views=8", "scene.width=48", "scene.height=48",
+            "scene.eval_every=4", f"scene.cache_dir={tmp_path / 'scenes'}", f"encoder.cache_dir={tmp_path / 'features'}"]
 
 
 def _launcher_config(*overrides: str):
@@ -71,13 +48,14 @@ def test_two_job_sweep_through_submitit_local(tmp_path):
     sweep_dir = tmp_path / "multirun"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
     launch = subprocess.run(
-        [*sweep_app_command(tmp_path), "-m", "hydra/launcher=submitit_local",
-         "hydra.launcher.timeout_min=2", "+x=1,2", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [*sweep_app_command(tmp_path), "hydra/launcher=submitit_local",
+         "hydra.launcher.timeout_min=5", "experiment=baseline,no_dino", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert launch.returncode == 0, launch.stdout[-2000:] + launch.stderr[-2000:]
     for job in ("0", "1"):
-        assert json.loads((sweep_dir / job / "eval.json").read_text())["steps"] == 10
+        assert json.loads((sweep_dir / job / "eval.json").read_text())["steps"] == 4
+        assert (sweep_dir / job / "provenance.json").is_file() and (sweep_dir / job / ".hydra").is_dir()
     assert (sweep_dir / ".submitit").is_dir()  # the jobs really went through submitit
 
     collect = subprocess.run(
@@ -86,5 +64,6 @@ def test_two_job_sweep_through_submitit_local(tmp_path):
     )
     assert collect.returncode == 0, collect.stderr[-2000:]
     table = (sweep_dir / "ablations.md").read_text()
-    assert "| 0 | +x=1 | ok | 25.0 |" in table and "| 1 | +x=2 | ok | 50.0 |" in table
+    assert "experiment=baseline" in table and "experiment=no_dino" in table
+    assert "failed" not in table
     assert (sweep_dir / "ablations.png").stat().st_size > 0
