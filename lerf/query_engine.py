@@ -79,7 +79,8 @@ class QueryEngine:
             rgb.append(out["rgb"].cpu())
             acc.append(out["accumulation"].cpu())
             depth.append((out["depth"] * z_per_t / self.model.geometry.scale_factor).cpu())
-            embeds.append(render_embeddings(self.model, out, self.scales.to(self.device)).to("cpu", self.cache_dtype))
+            # The cache stays on the model's device: on a GPU a new prompt never leaves it.
+            embeds.append(render_embeddings(self.model, out, self.scales.to(self.device)).to(self.cache_dtype))
         return ViewRender(torch.cat(rgb).reshape(h, w, 3), torch.cat(depth).reshape(h, w),
                           torch.cat(acc).reshape(h, w), torch.cat(embeds, 1))
 
@@ -97,9 +98,14 @@ class QueryEngine:
         return torch.cat([query, self.texts.canon], 0)
 
     def _maps(self, embeds: Float[Tensor, "s n d"], texts: Float[Tensor, "t d"]) -> Float[Tensor, "s n"]:
-        sims = torch.matmul(embeds.float(), texts.T)  # [s, n, 1 + c]
+        """Relevancy at every scale from the cached embeddings: one product with [query; canon]."""
+        texts = texts.to(embeds.device)
+        if embeds.is_cuda:  # half-precision tensor cores; never materialise a float copy of the cache
+            sims = torch.matmul(embeds, texts.T.to(embeds.dtype)).float()  # [s, n, 1 + c]
+        else:  # CPUs have no fast fp16 product: upcast one scale at a time to bound memory
+            sims = torch.stack([e.float() @ texts.T for e in embeds])
         diff = sims[..., :1] - sims[..., 1:]
-        return torch.sigmoid(self.cfg.temperature * diff).amin(-1)
+        return torch.sigmoid(self.cfg.temperature * diff).amin(-1).cpu()
 
     def _result(self, prompt: str, maps: Float[Tensor, "s h w"]) -> QueryResult:
         idx = int(maps.reshape(maps.shape[0], -1).amax(-1).argmax())

@@ -137,3 +137,32 @@ def test_query_empty_prompt(lang_run):
 
     with pytest.raises(SystemExit, match="empty prompt"):
         query.main([f"run={lang_run}", "prompt=' '"])
+
+
+def test_eval_scripts_write_reports(lang_run, tmp_path):
+    from eval import localization, segmentation  # noqa: F401  (scripts importable from the repo root)
+
+    localization.main([f"run={lang_run}", f"out={tmp_path}", "device=cpu"])
+    segmentation.main([f"run={lang_run}", f"out={tmp_path}", "device=cpu"])
+    loc = json.loads((tmp_path / "localization.json").read_text())
+    seg = json.loads((tmp_path / "segmentation.json").read_text())
+    assert 0.0 <= loc["overall"] <= 1.0 and loc["num_queries"] > 0 and loc["protocol"] == "lerf"
+    assert 0.0 <= seg["miou"] <= 1.0
+    assert (tmp_path / "localization.md").read_text().startswith("#")
+
+
+def test_missing_scene_cache_is_a_clear_error(lang_run, tmp_path):
+    import shutil
+
+    from lerf.data.nerfstudio import SceneFormatError
+
+    state = torch.load(lang_run / "checkpoints" / "latest.pt", weights_only=False)
+    moved = tmp_path / "moved"
+    scene_root = next((lang_run.parent / "scenes").iterdir())
+    shutil.move(str(scene_root), moved)
+    try:
+        with pytest.raises(SceneFormatError, match="demo scene cache .* is missing"):
+            load_run(lang_run, "cpu")
+    finally:
+        shutil.move(str(moved), scene_root)
+    assert state["step"] == 150

@@ -86,3 +86,21 @@ def test_resume_missing_run_is_clear(tmp_path):
     cfg = tiny_config(tmp_path, f"resume={tmp_path / 'nope'}")
     with pytest.raises(FileNotFoundError, match="nope"):
         train(cfg, tmp_path / "x")
+
+
+def test_every_experiment_composes():
+    import os
+
+    from lerf.config import register_configs, to_typed
+
+    register_configs()
+    names = sorted(f[:-5] for f in os.listdir(CONF_DIR + "/experiment") if f.endswith(".yaml"))
+    assert {"no_dino", "single_scale", "scale_range_1p5", "cosine_loss", "grid_paper"} <= set(names)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        for name in names:
+            cfg = to_typed(compose("train", overrides=[f"experiment={name}"]))
+            assert cfg.experiment == name
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        assert not compose("train", overrides=["experiment=no_dino"]).model.language.dino_enabled
+        official = compose("train", overrides=["experiment=grid_official"]).model.language
+        assert len(official.grids) == 2 and official.samples_per_ray == 8  # only the grid changed

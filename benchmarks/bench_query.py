@@ -1,0 +1,76 @@
+"""New-prompt latency: cached query (one matrix product per prompt) vs the exact path
+(re-render the view for each prompt), on a trained run, side by side in one process.
+
+    python benchmarks/bench_query.py --run outputs/demo/<date>             # demo resolution, CPU
+    python benchmarks/bench_query.py --run <run> --width 1440 --height 1080 --device cuda
+
+The view is rendered once for the cache (its cost is reported separately as `cache_build_s`);
+each prompt is then answered both ways, and the JSON records whether both paths chose the same
+scale and the same peak pixel. With --width/--height the run's first eval camera is re-projected
+to that resolution (intrinsics scaled).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, median, timed, write_json  # noqa: E402
+
+from lerf.data.cameras import Cameras  # noqa: E402
+from lerf.loading import load_run  # noqa: E402
+from lerf.query_engine import QueryEngine  # noqa: E402
+
+
+def resized(cameras: Cameras, cam: int, width: int, height: int) -> Cameras:
+    sx, sy = width / cameras.width, height / cameras.height
+    one = cameras.subset([cam])
+    return Cameras(one.c2w, one.fx_px * sx, one.fy_px * sy, one.cx_px * sx, one.cy_px * sy, width, height,
+                   one.distortion)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True)
+    p.add_argument("--prompts", nargs="+", default=["red mug", "blue teapot", "yellow banana", "green cactus"])
+    p.add_argument("--width", type=int, default=0)
+    p.add_argument("--height", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--chunk", type=int, default=8192)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default="benchmarks/results/query_cpu.json")
+    args = p.parse_args()
+
+    loaded = load_run(args.run, args.device)
+    device = next(loaded.model.parameters()).device
+    scene = loaded.scene
+    cam = scene.eval_idx[0] if scene.eval_idx else 0
+    cameras, view = scene.cameras, cam
+    if args.width and args.height:
+        cameras, view = resized(scene.cameras, cam, args.width, args.height), 0
+    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
+    engine.texts.embed(args.prompts)  # text encoding is not what is measured
+    build_s = timed(lambda: engine.view(cameras, view), 1, device)[0]
+    rows = []
+    for prompt in args.prompts:
+        cached = engine.query(prompt, cameras, view)
+        exact = engine.query_exact(prompt, cameras, view)
+        t_cached = median(timed(lambda: engine.query(prompt, cameras, view), args.repeats, device))
+        t_exact = median(timed(lambda: engine.query_exact(prompt, cameras, view), 1, device))
+        rows.append({"prompt": prompt, "cached_s": t_cached, "exact_s": t_exact, "speedup": t_exact / t_cached,
+                     "same_scale": cached.scale_idx == exact.scale_idx, "same_peak": cached.peak() == exact.peak(),
+                     "max_abs_diff": float((cached.maps - exact.maps).abs().max())})
+    result = {"benchmark": "query", "run": str(args.run), "resolution": [cameras.width, cameras.height],
+              "num_scales": len(engine.scales), "cache_build_s": build_s,
+              "cache_mb": engine.view(cameras, view).embeds.numel() * engine.view(cameras, view).embeds.element_size() / 2**20,
+              "median_cached_s": median([r["cached_s"] for r in rows]),
+              "median_exact_s": median([r["exact_s"] for r in rows]),
+              "median_speedup": median([r["speedup"] for r in rows]), "prompts": rows, "machine": machine()}
+    write_json(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
