@@ -1,9 +1,11 @@
 """Train LERF on one scene: `python train.py scene=demo` (see README for every option)."""
 import logging
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lerf.config import register_configs
@@ -15,7 +17,17 @@ log = logging.getLogger("train")
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        summary = train(cfg, run_dir)
+    except Exception:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            raise
+        # In a sweep one failed variant must not stop the others: record it and move on.
+        (run_dir / "failed.txt").write_text(traceback.format_exc())
+        log.exception("job %s failed; see %s", hydra_cfg.job.num, run_dir / "failed.txt")
+        return float("nan")
     return summary.get("psnr", float("nan"))
 
 

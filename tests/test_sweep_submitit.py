@@ -49,11 +49,16 @@ def test_two_job_sweep_through_submitit_local(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
     launch = subprocess.run(
         [*sweep_app_command(tmp_path), "hydra/launcher=submitit_local",
-         "hydra.launcher.timeout_min=5", "experiment=baseline,no_dino", f"hydra.sweep.dir={sweep_dir}"],
+         "hydra.launcher.timeout_min=5", "experiment=baseline,no_dino",
+         # an invalid loss makes two of the four jobs fail: the sweep must go on and report them
+         "model.language.clip_loss=huber,l3", f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert launch.returncode == 0, launch.stdout[-2000:] + launch.stderr[-2000:]
-    for job in ("0", "1"):
+    ok_jobs = [d for d in sweep_dir.iterdir() if (d / "eval.json").is_file()]
+    failed_jobs = [d for d in sweep_dir.iterdir() if (d / "failed.txt").is_file()]
+    assert len(ok_jobs) == 2 and len(failed_jobs) == 2
+    for job in [d.name for d in ok_jobs]:
         assert json.loads((sweep_dir / job / "eval.json").read_text())["steps"] == 4
         assert (sweep_dir / job / "provenance.json").is_file() and (sweep_dir / job / ".hydra").is_dir()
     assert (sweep_dir / ".submitit").is_dir()  # the jobs really went through submitit
@@ -65,5 +70,5 @@ def test_two_job_sweep_through_submitit_local(tmp_path):
     assert collect.returncode == 0, collect.stderr[-2000:]
     table = (sweep_dir / "ablations.md").read_text()
     assert "experiment=baseline" in table and "experiment=no_dino" in table
-    assert "failed" not in table
+    assert table.count("**failed**") == 2 and "huber or cosine" in table
     assert (sweep_dir / "ablations.png").stat().st_size > 0

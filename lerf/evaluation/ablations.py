@@ -78,7 +78,9 @@ def read_run(run_dir: Path) -> RunRecord:
             if file_name == "eval.json":
                 record.failed_reason = str(err)
     if files["eval.json"] is None and record.failed_reason is None:
-        record.failed_reason = "no eval.json"
+        failure = run_dir / "failed.txt"  # train.py writes the traceback there in a sweep
+        lines = failure.read_text().strip().splitlines() if failure.is_file() else []
+        record.failed_reason = lines[-1][:120] if lines else "no eval.json"
     if record.failed:
         return record
     for metric, (_, file_name, key, *_) in METRICS.items():
