@@ -166,3 +166,14 @@ def test_missing_scene_cache_is_a_clear_error(lang_run, tmp_path):
     finally:
         shutil.move(str(moved), scene_root)
     assert state["step"] == 150
+
+
+def test_tensorboard_shows_relevancy_image(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tmp_path, "trainer.max_steps=4", "trainer.image_every=2", "trainer.eval_at_end=false")
+    train(cfg, tmp_path / "run")
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    ea.Reload()
+    assert {"eval/rgb", "eval/depth", f"eval/relevancy/{cfg.relevancy.tensorboard_prompt}"} <= set(ea.Tags()["images"])
+    assert {"loss/clip", "loss/dino", "loss/rgb", "rays_per_s", "lr"} <= set(ea.Tags()["scalars"])
