@@ -15,7 +15,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median, timed, write_json  # noqa: E402

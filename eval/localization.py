@@ -28,6 +28,8 @@ class LocalizationArgs:
     labels: Optional[str] = None  # default: the scene's labels/ folder
     protocol: str = "lerf"
     out: Optional[str] = None  # default: the run dir
+    # LangSplat's 30x30 mean filter was set for ~1000-px renders; scale it for other sizes.
+    smooth_k: int = 30
     device: str = "auto"
     chunk: int = 4096
 
@@ -36,7 +38,8 @@ def evaluate(args: LocalizationArgs) -> dict:
     loaded = load_run(args.run, args.device)
     engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
     out = Path(args.out) if args.out else loaded.run_dir
-    return evaluate_localization(engine, loaded.scene, loaded.cfg.scene.name, out, args.labels, args.protocol)
+    return evaluate_localization(engine, loaded.scene, loaded.cfg.scene.name, out, args.labels, args.protocol,
+                                 args.smooth_k)
 
 
 def main(argv=None) -> None:

@@ -28,6 +28,8 @@ class SegmentationArgs:
     threshold: float = 0.4
     out: Optional[str] = None
     masks: bool = False  # also write the predicted masks as PNGs
+    # LangSplat's 30x30 mean filter was set for ~1000-px renders; scale it for other sizes.
+    smooth_k: int = 30
     device: str = "auto"
     chunk: int = 4096
 
@@ -37,7 +39,7 @@ def evaluate(args: SegmentationArgs) -> dict:
     engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
     out = Path(args.out) if args.out else loaded.run_dir
     return evaluate_segmentation(engine, loaded.scene, loaded.cfg.scene.name, out, args.labels, args.threshold,
-                                 args.masks)
+                                 args.masks, args.smooth_k)
 
 
 def main(argv=None) -> None:

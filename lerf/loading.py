@@ -5,7 +5,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from lerf.config import TrainConfig, to_typed
 
 from lerf.build import build_model, resolve_device

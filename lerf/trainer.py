@@ -67,8 +67,9 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
                           "or choose another hydra.run.dir. Nothing was overwritten.")
 
 
-def _save(run_dir, model, optimizer, scheduler, step, generator, cfg: TrainConfig, geometry, dims) -> None:
-    ckpt.save_atomic({
+def _save(run_dir, model, optimizer, scheduler, step, generator, cfg: TrainConfig, geometry, dims,
+          train_time_s: float) -> None:
+    ckpt.save_atomic({"train_time_s": train_time_s,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "step": step, "rng": ckpt.rng_state(generator), "config": to_plain(cfg),
         "geometry": asdict(geometry), "dims": dims,
@@ -130,7 +131,8 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
     tcfg = cfg.trainer
     bar = tqdm(range(start, tcfg.max_steps), initial=start, total=tcfg.max_steps, disable=not tcfg.progress,
                desc="train", dynamic_ncols=True)
-    t0, trained_time = time.perf_counter(), 0.0
+    # Training time accumulates over resumes (setup and the final evaluation excluded).
+    t0, time_before = time.perf_counter(), (state or {}).get("train_time_s", 0.0)
     model.train()
     step = start
     for step in bar:
@@ -152,13 +154,14 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
             tensorboard_images(writer, model, scene, supervision, cfg, done)
             model.train()
         if done % tcfg.checkpoint_every == 0 or done == tcfg.max_steps:
-            _save(run_dir, model, optimizer, scheduler, done, generator, cfg, geometry, dims)
-    trained_time = time.perf_counter() - t0
+            _save(run_dir, model, optimizer, scheduler, done, generator, cfg, geometry, dims,
+                  time_before + time.perf_counter() - t0)
+    session_time = time.perf_counter() - t0
     bar.close()
     if tcfg.max_steps <= start:
         log.info("nothing to train: checkpoint is at step %d, max_steps %d", start, tcfg.max_steps)
-    summary = {"steps": tcfg.max_steps, "train_time_s": trained_time,
-               "rays_per_s": tcfg.rays_per_batch * max(tcfg.max_steps - start, 0) / max(trained_time, 1e-9)}
+    summary = {"steps": tcfg.max_steps, "train_time_s": time_before + session_time,
+               "rays_per_s": tcfg.rays_per_batch * max(tcfg.max_steps - start, 0) / max(session_time, 1e-9)}
     if tcfg.eval_at_end and scene.eval_idx:
         model.eval()
         summary.update(evaluate_views(model, scene, run_dir / "eval", tcfg.eval_chunk))

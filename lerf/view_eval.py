@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 import imageio.v3 as iio
-import torch
 from tqdm import tqdm
 
 from lerf.data.scene import SceneData

@@ -26,21 +26,25 @@ def _labelled_maps(engine: QueryEngine, scene, labels: Optional[str], desc: str)
 
 
 def evaluate_localization(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
-                          labels: Optional[str] = None, protocol: str = "lerf") -> dict:
-    results = [localize(maps, label.boxes, protocol=protocol, query=category, view=view, scene=scene_name)
+                          labels: Optional[str] = None, protocol: str = "lerf", smooth_k: int = 30) -> dict:
+    results = [localize(maps, label.boxes, protocol=protocol, smooth_k=smooth_k, query=category, view=view,
+                        scene=scene_name)
                for _, view, category, label, maps in _labelled_maps(engine, scene, labels, "localization")]
     summary = summarize_localization(results)
     summary["protocol"] = protocol
+    if protocol == "lerf_ovs":
+        summary["smooth_k"] = smooth_k
     write_report(summary, out_dir / "localization.json", out_dir / "localization.md")
     return summary
 
 
 def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
-                          labels: Optional[str] = None, threshold: float = 0.4, save_masks: bool = False) -> dict:
+                          labels: Optional[str] = None, threshold: float = 0.4, save_masks: bool = False,
+                          smooth_k: int = 30) -> dict:
     results = []
     for frame, view, category, label, maps in _labelled_maps(engine, scene, labels, "segmentation"):
-        result, pred = segment(maps, label.mask(frame.height, frame.width), threshold=threshold, query=category,
-                               view=view, scene=scene_name)
+        result, pred = segment(maps, label.mask(frame.height, frame.width), threshold=threshold, smooth_k=smooth_k,
+                               query=category, view=view, scene=scene_name)
         results.append(result)
         if save_masks:
             folder = out_dir / "segmentation_masks"
@@ -48,6 +52,6 @@ def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: 
             safe = "".join(c if c.isalnum() else "_" for c in category)
             iio.imwrite(folder / f"{view}_{safe}.png", pred.numpy().astype(np.uint8) * 255)
     summary = summarize_segmentation(results)
-    summary["threshold"] = threshold
+    summary["threshold"], summary["smooth_k"] = threshold, smooth_k
     write_report(summary, out_dir / "segmentation.json", out_dir / "segmentation.md")
     return summary

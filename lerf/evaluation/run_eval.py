@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
