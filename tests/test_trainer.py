@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -104,3 +105,16 @@ def test_every_experiment_composes():
         assert not compose("train", overrides=["experiment=no_dino"]).model.language.dino_enabled
         official = compose("train", overrides=["experiment=grid_official"]).model.language
         assert len(official.grids) == 2 and official.samples_per_ray == 8  # only the grid changed
+
+
+def test_unbounded_contracted_scene_trains(tmp_path):
+    """Real captures are unbounded: contraction + piecewise sampling must train too."""
+    cfg = tiny_config(tmp_path, "scene.bounded=false", "model.language.enabled=false", "trainer.max_steps=30",
+                      "trainer.log_every=1", "trainer.eval_at_end=false")
+    train(cfg, tmp_path / "run")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    ea.Reload()
+    losses = [e.value for e in ea.Scalars("loss/rgb")]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
