@@ -122,22 +122,25 @@ def main(argv=None) -> None:
     engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
     views = select_views(args.views, loaded.scene)
     out_root = Path(args.out) if args.out else loaded.run_dir / "queries"
+    summaries: dict[str, list[dict]] = {p: [] for p in prompts}
+    # Views outside, prompts inside: each view is rendered once and every prompt reuses it.
+    for v in tqdm(views, desc="views"):
+        name = Path(loaded.scene.frame_names[v]).stem
+        render = engine.view(loaded.scene.cameras, v)
+        for prompt in prompts:
+            result = engine.query(prompt, loaded.scene.cameras, v)
+            out_dir = out_root / prompt_dirname(prompt)
+            summaries[prompt].append(save_query(result, render, out_dir, name, args.overwrite))
     for prompt in prompts:
         out_dir = out_root / prompt_dirname(prompt)
-        summaries = []
-        for v in tqdm(views, desc=f"'{prompt}'"):
-            result = engine.query(prompt, loaded.scene.cameras, v)
-            name = Path(loaded.scene.frame_names[v]).stem
-            summaries.append(save_query(result, engine.view(loaded.scene.cameras, v), out_dir, name, args.overwrite))
-        for s in summaries:
+        for s in summaries[prompt]:
             log.info("'%s' %s: scale %.2f m, peak %s (relevancy %.3f)", prompt, s["view"], s["scale_m"],
                      s["peak_xy"], s["peak_relevancy"])
         if args.video:
             log.info("video: %s", run_video(engine, loaded, prompt, views, out_dir, args))
         if args.ply:
             run_ply(engine, loaded, prompt, views, out_dir, args)
-        (out_dir / "summary.json").write_text(json.dumps(summaries, indent=2))
-
+        (out_dir / "summary.json").write_text(json.dumps(summaries[prompt], indent=2))
 
 if __name__ == "__main__":
     main()

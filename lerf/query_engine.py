@@ -9,6 +9,7 @@ Two paths with the same math:
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from lerf.config import RelevancyConfig
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
-from lerf.relevancy import TextEmbeddings, relevancy, render_embeddings, scale_values, validate_prompt
+from lerf.relevancy import TextEmbeddings, best_scale, relevancy, render_embeddings, scale_values, validate_prompt
 
 
 @dataclass
@@ -48,7 +49,7 @@ class QueryResult:
 
 class QueryEngine:
     def __init__(self, model, text_encoder, cfg: RelevancyConfig, chunk: int = 4096,
-                 cache_dtype: torch.dtype = torch.float16):
+                 cache_dtype: torch.dtype = torch.float16, max_cached_views: int = 8):
         if model.language is None:
             raise ValueError("this run has no language field (model.language.enabled=false): nothing to query")
         self.model = model.eval()
@@ -57,7 +58,9 @@ class QueryEngine:
         self.texts = TextEmbeddings(text_encoder, cfg)
         self.scales = scale_values(cfg)
         self.cache_dtype = cache_dtype
-        self._views: dict[object, ViewRender] = {}
+        # Least recently used views are dropped: one 128x128 demo view is ~120 MB at 30 scales.
+        self.max_cached_views = max_cached_views
+        self._views: OrderedDict[object, ViewRender] = OrderedDict()
 
     @property
     def device(self) -> torch.device:
@@ -89,6 +92,9 @@ class QueryEngine:
         key = cam if key is None else key
         if key not in self._views:
             self._views[key] = self._render(cameras, cam)
+            while len(self._views) > self.max_cached_views:
+                self._views.popitem(last=False)
+        self._views.move_to_end(key)
         return self._views[key]
 
     # -- relevancy ------------------------------------------------------------------------------
@@ -108,7 +114,7 @@ class QueryEngine:
         return torch.sigmoid(self.cfg.temperature * diff).amin(-1).cpu()
 
     def _result(self, prompt: str, maps: Float[Tensor, "s h w"]) -> QueryResult:
-        idx = int(maps.reshape(maps.shape[0], -1).amax(-1).argmax())
+        idx, _ = best_scale(maps.reshape(maps.shape[0], -1))
         return QueryResult(prompt, maps, idx, float(self.scales[idx]))
 
     def query(self, prompt: str, cameras: Cameras, cam: int, key: object = None) -> QueryResult:
