@@ -76,6 +76,13 @@ def _save(run_dir, model, optimizer, scheduler, step, generator, cfg: TrainConfi
     }, ckpt.checkpoint_path(run_dir))
 
 
+def _keep_previous(path: Path) -> None:
+    """A resumed run re-evaluates; the earlier result is kept as <name>_step<N>.json."""
+    if path.is_file():
+        steps = json.loads(path.read_text()).get("steps", "old")
+        path.rename(path.with_name(f"{path.stem}_step{steps}{path.suffix}"))
+
+
 def evaluate_language(model: LerfModel, scene: SceneData, supervision: LanguageSupervision, cfg: TrainConfig,
                       run_dir: Path) -> dict:
     """Localization (LERF protocol) and segmentation (lerf_ovs) on the scene's labelled views."""
@@ -134,7 +141,6 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
     # Training time accumulates over resumes (setup and the final evaluation excluded).
     t0, time_before = time.perf_counter(), (state or {}).get("train_time_s", 0.0)
     model.train()
-    step = start
     for step in bar:
         batch = sampler.sample(tcfg.rays_per_batch, generator)
         loss, logs = compute_losses(model, batch, step, generator, supervision)
@@ -167,6 +173,7 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:
         summary.update(evaluate_views(model, scene, run_dir / "eval", tcfg.eval_chunk))
         if tcfg.eval_language and supervision is not None and scene.labels_dir is not None:
             summary.update(evaluate_language(model, scene, supervision, cfg, run_dir))
+        _keep_previous(run_dir / "eval.json")
         (run_dir / "eval.json").write_text(json.dumps(summary, indent=2))
         writer.add_scalar("eval/psnr", summary["psnr"], tcfg.max_steps)
     writer.close()
