@@ -19,7 +19,7 @@ import torch
 from omegaconf import MISSING
 from tqdm import tqdm
 
-from lerf.cli import parse_args
+from lerf.cli import parse_args, run
 from lerf.data.camera_path import interpolate_path
 from lerf.loading import load_run
 from lerf.query3d import backproject, keep_visible, visibility_counts
@@ -143,4 +143,4 @@ def main(argv=None) -> None:
         (out_dir / "summary.json").write_text(json.dumps(summaries[prompt], indent=2))
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from lerf.cli import parse_args
+from lerf.cli import parse_args, run
 from lerf.evaluation.language_eval import evaluate_localization
 from lerf.loading import load_run
 from lerf.query_engine import QueryEngine
@@ -49,4 +49,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,7 +15,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from lerf.cli import parse_args
+from lerf.cli import parse_args, run
 from lerf.loading import load_run
 from lerf.query_outputs import check_writable
 from lerf.view_eval import evaluate_views
@@ -44,4 +44,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -28,3 +28,15 @@ def parse_args(schema: type[T], argv: Optional[Sequence[str]] = None, usage: str
     if missing:
         raise SystemExit(f"missing required argument(s): {', '.join(k + '=...' for k in missing)}. {usage}")
     return OmegaConf.to_object(cfg)
+
+
+USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError)
+
+
+def run(main) -> None:
+    """Run an entry point; a user error (missing file, bad value) prints one line, not a traceback."""
+    try:
+        main()
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
