@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median, timed, write_json  # noqa: E402
@@ -61,10 +63,12 @@ def main() -> None:
         t_exact = median(timed(lambda: engine.query_exact(prompt, cameras, view), 1, device))
         rows.append({"prompt": prompt, "cached_s": t_cached, "exact_s": t_exact, "speedup": t_exact / t_cached,
                      "same_scale": cached.scale_idx == exact.scale_idx, "same_peak": cached.peak() == exact.peak(),
+                     "peak_distance_px": float(torch.tensor(cached.peak(), dtype=torch.float32).sub(
+                         torch.tensor(exact.peak(), dtype=torch.float32)).norm()),
                      "max_abs_diff": float((cached.maps - exact.maps).abs().max())})
     result = {"benchmark": "query", "run": str(args.run), "resolution": [cameras.width, cameras.height],
-              "num_scales": len(engine.scales), "cache_build_s": build_s,
-              "cache_mb": engine.view(cameras, view).embeds.numel() * engine.view(cameras, view).embeds.element_size() / 2**20,
+              "num_scales": len(engine.scales), "cache_build_s": build_s, "cache_dtype": str(engine.cache_dtype),
+              "cache_mb": engine.view(cameras, view).cache_bytes / 2**20,
               "median_cached_s": median([r["cached_s"] for r in rows]),
               "median_exact_s": median([r["exact_s"] for r in rows]),
               "median_speedup": median([r["speedup"] for r in rows]), "prompts": rows, "machine": machine()}

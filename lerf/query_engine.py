@@ -3,9 +3,10 @@
 Two paths with the same math:
 - `query_exact` re-renders the view (geometry, language field, every scale) for each prompt:
   the readable reference.
-- `query` renders each view once, caches the unit CLIP embeddings at every searched scale
-  (the prompt changes none of them), and answers each new prompt with one matrix product
-  against [query; canonical phrases].
+- `query` renders each view once, caches what the prompt does not change — the rendered CLIP
+  embeddings at every searched scale, stored exactly as factors through the CLIP head's last
+  linear layer (hidden width instead of CLIP width) — and answers each new prompt with one
+  matrix product against [query; canonical phrases].
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from torch import Tensor
 
 from lerf.config import RelevancyConfig
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
-from lerf.relevancy import TextEmbeddings, best_scale, relevancy, render_embeddings, scale_values, validate_prompt
+from lerf.relevancy import (TextEmbeddings, best_scale, relevancy, render_clip_factors, render_embeddings,
+                            scale_values, validate_prompt)
 
 
 @dataclass
@@ -26,7 +28,15 @@ class ViewRender:
     rgb: Float[Tensor, "h w 3"]
     depth_m: Float[Tensor, "h w"]
     accumulation: Float[Tensor, "h w"]
-    embeds: Float[Tensor, "s n d"]  # unit CLIP embeddings per scale, stored at cache_dtype
+    # Prompt-independent factors of the unit CLIP embeddings at every scale (see
+    # relevancy.render_clip_factors): exact, and hidden-width instead of CLIP-width.
+    hidden: Float[Tensor, "s n hid"]  # stored at cache_dtype
+    weight_sum: Float[Tensor, " n"]
+    norms: Float[Tensor, "s n"]
+
+    @property
+    def cache_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.hidden, self.weight_sum, self.norms))
 
 
 @dataclass
@@ -49,7 +59,7 @@ class QueryResult:
 
 class QueryEngine:
     def __init__(self, model, text_encoder, cfg: RelevancyConfig, chunk: int = 4096,
-                 cache_dtype: torch.dtype = torch.float16, max_cached_views: int = 8):
+                 cache_dtype: torch.dtype | None = None, max_cached_views: int = 8):
         if model.language is None:
             raise ValueError("this run has no language field (model.language.enabled=false): nothing to query")
         self.model = model.eval()
@@ -57,7 +67,9 @@ class QueryEngine:
         self.chunk = chunk
         self.texts = TextEmbeddings(text_encoder, cfg)
         self.scales = scale_values(cfg)
-        self.cache_dtype = cache_dtype
+        # fp16 halves the cache on a GPU (tensor cores read it directly); CPUs have no fast fp16
+        # product, so there the cache stays fp32 and the cached path stays exact.
+        self.cache_dtype = cache_dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
         # Least recently used views are dropped: one 128x128 demo view is ~120 MB at 30 scales.
         self.max_cached_views = max_cached_views
         self._views: OrderedDict[object, ViewRender] = OrderedDict()
@@ -74,7 +86,7 @@ class QueryEngine:
         u, v = image_pixels(w, h, self.device)
         idx = torch.full_like(u, cam, dtype=torch.long)
         cams = cameras.to(self.device)
-        rgb, depth, acc, embeds = [], [], [], []
+        rgb, depth, acc, hidden, wsum, norms = [], [], [], [], [], []
         for start in range(0, u.shape[0], self.chunk):
             sl = slice(start, start + self.chunk)
             origins, dirs, z_per_t = camera_rays(cams, idx[sl], u[sl], v[sl])
@@ -83,9 +95,12 @@ class QueryEngine:
             acc.append(out["accumulation"].cpu())
             depth.append((out["depth"] * z_per_t / self.model.geometry.scale_factor).cpu())
             # The cache stays on the model's device: on a GPU a new prompt never leaves it.
-            embeds.append(render_embeddings(self.model, out, self.scales.to(self.device)).to(self.cache_dtype))
+            big_h, a, n = render_clip_factors(self.model, out, self.scales.to(self.device))
+            hidden.append(big_h.to(self.cache_dtype))
+            wsum.append(a)
+            norms.append(n)
         return ViewRender(torch.cat(rgb).reshape(h, w, 3), torch.cat(depth).reshape(h, w),
-                          torch.cat(acc).reshape(h, w), torch.cat(embeds, 1))
+                          torch.cat(acc).reshape(h, w), torch.cat(hidden, 1), torch.cat(wsum), torch.cat(norms, 1))
 
     def view(self, cameras: Cameras, cam: int, key: object = None) -> ViewRender:
         """The cached render of a view (rendered on first use)."""
@@ -103,13 +118,19 @@ class QueryEngine:
         query = self.texts.embed([validate_prompt(prompt)])
         return torch.cat([query, self.texts.canon], 0)
 
-    def _maps(self, embeds: Float[Tensor, "s n d"], texts: Float[Tensor, "t d"]) -> Float[Tensor, "s n"]:
-        """Relevancy at every scale from the cached embeddings: one product with [query; canon]."""
-        texts = texts.to(embeds.device)
-        if embeds.is_cuda:  # half-precision tensor cores; never materialise a float copy of the cache
-            sims = torch.matmul(embeds, texts.T.to(embeds.dtype)).float()  # [s, n, 1 + c]
-        else:  # CPUs have no fast fp16 product: upcast one scale at a time to bound memory
-            sims = torch.stack([e.float() @ texts.T for e in embeds])
+    def _maps(self, render: ViewRender, texts: Float[Tensor, "t d"]) -> Float[Tensor, "s n"]:
+        """Relevancy at every scale from the cached factors: one product with [query; canon]
+        projected through the CLIP head's last layer."""
+        layer = self.model.language.clip_out
+        texts = texts.to(render.hidden.device)
+        with torch.no_grad():
+            t_w = texts @ layer.weight  # [t, h]
+            t_c = texts @ layer.bias  # [t]
+        if render.hidden.is_cuda:  # half-precision tensor cores; never a float copy of the cache
+            sims = torch.matmul(render.hidden, t_w.T.to(render.hidden.dtype)).float()  # [s, n, t]
+        else:  # CPUs have no fast fp16 product: (up)cast one scale at a time to bound memory
+            sims = torch.stack([hs.float() @ t_w.T for hs in render.hidden])
+        sims = (sims + render.weight_sum[None, :, None] * t_c) / render.norms.clamp_min(1e-12)[..., None]
         diff = sims[..., :1] - sims[..., 1:]
         return torch.sigmoid(self.cfg.temperature * diff).amin(-1).cpu()
 
@@ -120,7 +141,7 @@ class QueryEngine:
     def query(self, prompt: str, cameras: Cameras, cam: int, key: object = None) -> QueryResult:
         """Cached path: a new prompt on a rendered view costs one matrix product."""
         render = self.view(cameras, cam, key)
-        maps = self._maps(render.embeds, self._texts(prompt))
+        maps = self._maps(render, self._texts(prompt))
         return self._result(prompt, maps.reshape(-1, cameras.height, cameras.width))
 
     def query_exact(self, prompt: str, cameras: Cameras, cam: int) -> QueryResult:

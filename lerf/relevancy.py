@@ -88,3 +88,26 @@ def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s
     bottleneck = model.language_bottleneck(pos)
     ones = torch.ones(w.shape[0], device=w.device)
     return torch.stack([model.composite_clip(bottleneck, w, ones * float(s)) for s in scales_m.tolist()])
+
+
+def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"]
+                        ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, " r"], Float[Tensor, "s r"]]:
+    """Prompt-independent factors of the rendered embeddings, exact and smaller than them.
+
+    The CLIP head ends in a linear layer (W, c), so a ray's unnormalised embedding is
+    sum_k w_k (W h_k + c) = W·H + c·A with H = sum_k w_k h_k (hidden width) and A = sum_k w_k.
+    Returns H per scale, A, and the norm ||W·H + c·A|| per scale; a text t then scores
+    (t·W)·H + (t·c)·A, divided by the norm — the same as t·normalize(embedding).
+    """
+    pos, w = model.language_samples(out, model.cfg.language.samples_per_ray)
+    bottleneck = model.language_bottleneck(pos)
+    r, k = w.shape
+    layer = model.language.clip_out
+    acc = w.sum(-1)
+    hidden, norms = [], []
+    for s in scales_m.tolist():
+        h = model.language.clip_hidden(bottleneck, torch.full((r * k,), float(s), device=w.device))
+        big_h = torch.einsum("rk,rkh->rh", w, h.reshape(r, k, -1))
+        hidden.append(big_h)
+        norms.append((layer(big_h) - layer.bias + layer.bias * acc[:, None]).norm(dim=-1))
+    return torch.stack(hidden), acc, torch.stack(norms)

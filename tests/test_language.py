@@ -88,7 +88,7 @@ def test_cached_query_matches_exact(lang_run):
         cached = engine.query(prompt, loaded.scene.cameras, cam)
         exact = engine.query_exact(prompt, loaded.scene.cameras, cam)
         assert cached.scale_idx == exact.scale_idx
-        assert torch.allclose(cached.maps, exact.maps, atol=5e-3)  # fp16 cache
+        assert torch.allclose(cached.maps, exact.maps, atol=1e-4)  # fp32 cache on CPU: exact up to rounding
         assert cached.peak() == exact.peak()
 
 

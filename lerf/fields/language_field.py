@@ -36,5 +36,14 @@ class LanguageField(nn.Module):
         """Unnormalised per-sample CLIP embedding; rays normalise after compositing."""
         return self.clip_head(torch.cat([bottleneck, scale_m[:, None]], dim=-1))
 
+    def clip_hidden(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n h"]:
+        """The CLIP head up to its last (linear) layer: clip = W·hidden + c."""
+        return self.clip_head[:-1](torch.cat([bottleneck, scale_m[:, None]], dim=-1))
+
+    @property
+    def clip_out(self) -> nn.Linear:
+        """The CLIP head's last, linear layer (W, c)."""
+        return self.clip_head[-1]
+
     def dino(self, bottleneck: Float[Tensor, "n b"]) -> Float[Tensor, "n e"]:
         return self.dino_head(bottleneck)
