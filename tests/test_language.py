@@ -177,3 +177,14 @@ def test_tensorboard_shows_relevancy_image(tmp_path):
     ea.Reload()
     assert {"eval/rgb", "eval/depth", f"eval/relevancy/{cfg.relevancy.tensorboard_prompt}"} <= set(ea.Tags()["images"])
     assert {"loss/clip", "loss/dino", "loss/rgb", "rays_per_s", "lr"} <= set(ea.Tags()["scalars"])
+
+
+def test_eval_render_rescores_from_checkpoint(lang_run, tmp_path):
+    from eval import render
+
+    render.main([f"run={lang_run}", f"out={tmp_path}", "device=cpu"])
+    result = json.loads((tmp_path / "eval_render.json").read_text())
+    assert result["steps"] == 150 and result["num_views"] == 2 and math.isfinite(result["psnr"])
+    assert len(list((tmp_path / "eval_render").glob("*_rgb.png"))) == 2
+    with pytest.raises(FileExistsError):
+        render.main([f"run={lang_run}", f"out={tmp_path}", "device=cpu"])
