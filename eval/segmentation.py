@@ -10,36 +10,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional
 
-from omegaconf import MISSING
 
 from lerf.cli import parse_args, run
 from lerf.evaluation.language_eval import evaluate_segmentation
-from lerf.loading import load_run
-from lerf.query_engine import QueryEngine
+from lerf.evaluation.run_eval import LabelledEvalArgs, open_run
 
 
 @dataclass
-class SegmentationArgs:
-    run: str = MISSING
-    labels: Optional[str] = None
+class SegmentationArgs(LabelledEvalArgs):
     threshold: float = 0.4
-    out: Optional[str] = None
     masks: bool = False  # also write the predicted masks as PNGs
-    # LangSplat's 30x30 mean filter was set for ~1000-px renders; scale it for other sizes.
-    smooth_k: int = 30
-    device: str = "auto"
-    chunk: int = 4096
 
 
 def evaluate(args: SegmentationArgs) -> dict:
-    loaded = load_run(args.run, args.device)
-    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
-    out = Path(args.out) if args.out else loaded.run_dir
-    return evaluate_segmentation(engine, loaded.scene, loaded.cfg.scene.name, out, args.labels, args.threshold,
-                                 args.masks, args.smooth_k)
+    engine, scene, name, out = open_run(args)
+    return evaluate_segmentation(engine, scene, name, out, args.labels, args.threshold, args.masks, args.smooth_k)
 
 
 def main(argv=None) -> None:

@@ -1,11 +1,13 @@
 """Shared plumbing of the eval scripts: match label files to a run's cameras, render maps."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch.nn.functional as F
 from jaxtyping import Float
+from omegaconf import MISSING
 from torch import Tensor
 
 from lerf.evaluation.labels import FrameLabels, LabelFormatError, load_label_dir
@@ -51,3 +53,27 @@ def maps_at_label_size(maps: Float[Tensor, "s h w"], height: int, width: int) ->
 
 def scale_boxes(boxes, sx: float, sy: float):
     return [(x1 * sx, y1 * sy, x2 * sx, y2 * sy) for x1, y1, x2, y2 in boxes]
+
+
+@dataclass
+class LabelledEvalArgs:
+    """Arguments shared by eval/localization.py and eval/segmentation.py."""
+
+    run: str = MISSING
+    labels: Optional[str] = None  # default: the scene's labels/ folder
+    out: Optional[str] = None  # default: the run dir
+    # LangSplat's 30x30 mean filter was set for ~1000-px renders; scale it for other sizes.
+    smooth_k: int = 30
+    device: str = "auto"
+    chunk: int = 4096
+
+
+def open_run(args: LabelledEvalArgs):
+    """The run's query engine, scene, name and output folder (read-only access to the run)."""
+    from lerf.loading import load_run
+    from lerf.query_engine import QueryEngine
+
+    loaded = load_run(args.run, args.device)
+    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
+    out = Path(args.out) if args.out else loaded.run_dir
+    return engine, loaded.scene, loaded.cfg.scene.name, out
