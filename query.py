@@ -20,13 +20,14 @@ from omegaconf import MISSING
 from tqdm import tqdm
 
 from lerf.cli import parse_args, run
+from lerf.data.units import to_metres
 from lerf.data.camera_path import interpolate_path
-from lerf.loading import load_run
-from lerf.query3d import backproject, keep_visible, visibility_counts
-from lerf.query_engine import QueryEngine
-from lerf.query_outputs import check_writable, overlay, prompt_dirname, save_query, write_ply
-from lerf.relevancy import validate_prompt
-from lerf.renderer import colorize, render_view, to_uint8
+from lerf.query.images import colorize, overlay, to_uint8
+from lerf.query.outputs import check_writable, prompt_dirname, save_query, write_ply
+from lerf.query.points3d import backproject, keep_visible, visibility_counts
+from lerf.query.relevancy import validate_prompt
+from lerf.query.render import render_view
+from lerf.query.run import load_run
 
 log = logging.getLogger("query")
 
@@ -104,10 +105,10 @@ def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: 
         values.append(result.relevancy.reshape(-1)[keep])
     pts, cols, vals = torch.cat(points), torch.cat(colors), torch.cat(values)
     train = list(scene.train_idx)
-    depths = torch.stack([render_view(loaded.model, scene.cameras, c, args.chunk)["depth_m"] * scale
+    depths = torch.stack([render_view(loaded.model, scene.cameras, c, args.chunk)["depth_m"]
                           for c in tqdm(train, desc="visibility depths", leave=False)])
-    visible = keep_visible(visibility_counts(pts, scene.cameras, train, depths), args.ply_min_views)
-    world = pts[visible] / scale + scene.center_world
+    visible = keep_visible(visibility_counts(pts, scene.cameras, train, depths, scale), args.ply_min_views)
+    world = to_metres(pts[visible], scale) + scene.center_world
     write_ply(target, world, cols[visible], vals[visible])
     log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, int(visible.sum()),
              pts.shape[0], args.ply_min_views, target)
@@ -119,7 +120,7 @@ def main(argv=None) -> None:
     args = parse_args(QueryArgs, argv, usage=__doc__)
     prompts = prompts_of(args.prompt)
     loaded = load_run(args.run, args.device)
-    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
+    engine = loaded.engine(args.chunk)
     views = select_views(args.views, loaded.scene)
     out_root = Path(args.out) if args.out else loaded.run_dir / "queries"
     summaries: dict[str, list[dict]] = {p: [] for p in prompts}

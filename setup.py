@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         # The sweep test drives Hydra's submitit launcher locally, so tests need the launchers too.
-        "test": ["pytest>=7.4", "beartype>=0.16", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
+        "test": ["pytest>=7.4", "beartype>=0.16", "import-linter>=2.1", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
                  "submitit>=1.5"],
         "sweep": ["hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2", "submitit>=1.5"],
     },

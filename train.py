@@ -9,7 +9,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lerf.config import register_configs
-from lerf.trainer import train
+from lerf.evaluation.after_training import evaluate_trained
+from lerf.train.trainer import train
 
 register_configs()
 log = logging.getLogger("train")
@@ -20,7 +21,7 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        summary = train(cfg, run_dir)
+        summary = train(cfg, run_dir, evaluate=evaluate_trained)
     except Exception:
         if hydra_cfg.mode != RunMode.MULTIRUN:
             raise

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from lerf.fields.hashgrid import HASH_PRIMES, HashGrid, LevelLayout, resolve_hashgrid_backend
+from lerf.fields.hashgrid import HashGrid, resolve_hashgrid_backend
+from lerf.fields.hashgrid_layout import HASH_PRIMES, LevelLayout
 
 CONFIG = dict(num_levels=16, features_per_level=2, log2_hashmap_size=19, base_resolution=16, max_resolution=2048)
 

@@ -88,17 +88,9 @@ def time_full_size_lookups(h: int, w: int, n_images: int, dim: int, rays: int) -
     return result
 
 
-def main() -> None:
-    args = parse_args()
-    torch.manual_seed(0)
-    load_before = os.getloadavg()
-    encoder = build_clip_encoder("openclip", device=args.device, precision=args.precision,
-                                 allow_random_weights=True)
-    images = torch.rand(args.images, args.height, args.width, 3, generator=torch.Generator().manual_seed(0))
-    crops_measured = args.images * sum(lv.cells_per_image for lv in pyramid_grids(
-        args.height, args.width, args.fracs))
-    crops_full_per_image = sum(lv.cells_per_image for lv in pyramid_grids(args.height, args.width, LERF_FRACS))
-
+def build_and_time(args, encoder, images) -> tuple[float, dict, dict, dict]:
+    """Build the pyramid into a temporary cache; returns build seconds, file sizes, the sidecar,
+    and lookup timings with the cache memory-mapped and in RAM."""
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
         load_or_build_clip_pyramid(cache_dir, images, None, encoder, args.fracs, batch_size=args.batch_size)
@@ -111,6 +103,21 @@ def main() -> None:
             pyr = load_or_build_clip_pyramid(cache_dir, images, None, encoder, args.fracs,
                                              in_memory=in_memory, progress=False)
             lookups[mode] = time_lookups(pyr, args.images, args.height, args.width, args.rays)
+    return total_s, disk_bytes, sidecar, lookups
+
+
+def main() -> None:
+    args = parse_args()
+    torch.manual_seed(0)
+    load_before = os.getloadavg()
+    encoder = build_clip_encoder("openclip", device=args.device, precision=args.precision,
+                                 allow_random_weights=True)
+    images = torch.rand(args.images, args.height, args.width, 3, generator=torch.Generator().manual_seed(0))
+    crops_measured = args.images * sum(lv.cells_per_image for lv in pyramid_grids(
+        args.height, args.width, args.fracs))
+    crops_full_per_image = sum(lv.cells_per_image for lv in pyramid_grids(args.height, args.width, LERF_FRACS))
+
+    total_s, disk_bytes, sidecar, lookups = build_and_time(args, encoder, images)
 
     full_lookups = time_full_size_lookups(args.height, args.width, args.lookup_images,
                                           encoder.embed_dim, args.rays)

@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median, timed, write_json  # noqa: E402
 
 from lerf.data.cameras import Cameras  # noqa: E402
-from lerf.loading import load_run  # noqa: E402
-from lerf.query_engine import QueryEngine  # noqa: E402
+from lerf.query.run import load_run  # noqa: E402
 
 
 def resized(cameras: Cameras, cam: int, width: int, height: int) -> Cameras:
@@ -52,7 +51,7 @@ def main() -> None:
     cameras, view = scene.cameras, cam
     if args.width and args.height:
         cameras, view = resized(scene.cameras, cam, args.width, args.height), 0
-    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
+    engine = loaded.engine(args.chunk)
     engine.texts.embed(args.prompts)  # text encoding is not what is measured
     build_s = timed(lambda: engine.view(cameras, view), 1, device)[0]
     rows = []

@@ -35,14 +35,14 @@ def run_preset(overrides: list[str], steps: int, warmup: int, rays: int) -> dict
     import torch
     from hydra import compose, initialize_config_dir
 
-    from lerf.build import build_model, resolve_device
+    from lerf.device import resolve_device
     from lerf.config import register_configs, to_typed
     from lerf.data.scene import load_scene
-    from lerf.model import SceneGeometry
-    from lerf.optim import build_optimizer
-    from lerf.rays import RaySampler
-    from lerf.supervision import build_supervision
-    from lerf.trainer import compute_losses
+    from lerf.model import SceneGeometry, build_model
+    from lerf.train.optim import build_optimizer
+    from lerf.train.rays import RaySampler
+    from lerf.train.supervision import build_supervision
+    from lerf.train.trainer import compute_losses
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

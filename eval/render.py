@@ -16,9 +16,9 @@ from typing import Optional
 from omegaconf import MISSING
 
 from lerf.cli import parse_args, run
-from lerf.loading import load_run
-from lerf.query_outputs import check_writable
-from lerf.view_eval import evaluate_views
+from lerf.evaluation.views import evaluate_views
+from lerf.query.outputs import check_writable
+from lerf.query.run import load_run
 
 
 @dataclass

@@ -1,16 +1,56 @@
-"""Checkpoints: atomic writes; everything needed to resume or query from the file alone."""
+"""The one home of the checkpoint format: save, load, version, and the model it rebuilds.
+
+A checkpoint alone is enough to resume or query a run: it holds the resolved config, the scene
+geometry the model was built for (normalisation, bounds, background), the feature widths, the
+weights, and — for resuming — optimiser, scheduler and RNG states. Resume, query, evaluation and
+the viewer all read it through `load_checkpoint`; none of them rebuilds the geometry elsewhere.
+"""
 from __future__ import annotations
 
 import os
 import random
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
+from lerf.config import TrainConfig, to_plain, to_typed
+from lerf.model import LerfModel, SceneGeometry, build_model
+
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.pt"
+FORMAT = "lerf-checkpoint"
+# 2: format + version keys, geometry and dims stored (written since the lerf/ layout of late 2026).
+VERSION = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged, foreign or of an unknown version."""
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    config: TrainConfig
+    geometry: SceneGeometry
+    dims: dict[str, int]  # {"clip": width of the CLIP target, "dino": width of the DINO target}
+    model: dict[str, torch.Tensor]
+    optimizer: Optional[dict] = None
+    scheduler: Optional[dict] = None
+    rng: Optional[dict] = None
+    train_time_s: float = 0.0
+
+    def build_model(self, device: torch.device) -> LerfModel:
+        """The trained model on `device`, in eval mode (backend resolved against `device`)."""
+        model, _ = build_model(self.config.model, self.geometry, device, self.dims["clip"], self.dims["dino"])
+        model.load_state_dict(self.model)
+        return model.eval()
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / LATEST
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -19,6 +59,41 @@ def save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint) -> Path:
+    state = {"format": FORMAT, "version": VERSION, "step": ckpt.step, "config": to_plain(ckpt.config),
+             "geometry": asdict(ckpt.geometry), "dims": dict(ckpt.dims), "model": ckpt.model,
+             "optimizer": ckpt.optimizer, "scheduler": ckpt.scheduler, "rng": ckpt.rng,
+             "train_time_s": ckpt.train_time_s}
+    path = checkpoint_path(run_dir)
+    save_atomic(state, path)
+    return path
+
+
+def _parse(state: Any, path: Path) -> Checkpoint:
+    """Check the format and version, then type every field."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a lerf checkpoint (or was written by a lerf older than format "
+                              f"version {VERSION}); retrain the run with this version")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {state.get('version')}; this lerf reads "
+                              f"version {VERSION}")
+    return Checkpoint(step=int(state["step"]), config=to_typed(state["config"]),
+                      geometry=SceneGeometry(**state["geometry"]), dims=dict(state["dims"]), model=state["model"],
+                      optimizer=state["optimizer"], scheduler=state["scheduler"], rng=state["rng"],
+                      train_time_s=float(state.get("train_time_s", 0.0)))
+
+
+def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a run's latest checkpoint, with a clear error when the run or file is missing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} not found")
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} has no checkpoint (did training start there?)")
+    return _parse(torch.load(path, map_location=map_location, weights_only=False), path)
 
 
 def rng_state(generator: torch.Generator) -> dict:
@@ -36,18 +111,3 @@ def restore_rng(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["rays"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def checkpoint_path(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / LATEST
-
-
-def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a run's latest checkpoint, with a clear error when the run or file is missing."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} not found")
-    path = checkpoint_path(run_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} has no checkpoint (did training start there?)")
-    return torch.load(path, map_location=map_location, weights_only=False)

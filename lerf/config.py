@@ -3,7 +3,7 @@
 `conf/` holds the presets (YAML files per group); Hydra merges them into these dataclasses, so a
 typo or a wrong type in a preset or on the command line is an error, not a silent new key.
 Groups mirror the code: scene → lerf.data, model → lerf.fields/lerf.render, encoder →
-lerf.encoders, optim → lerf.optim, trainer → lerf.trainer, relevancy → lerf.relevancy.
+lerf.encoders, optim → lerf.train.optim, trainer → lerf.train, relevancy → lerf.query.
 """
 from __future__ import annotations
 
@@ -75,8 +75,6 @@ class LanguageConfig:
     huber_delta: float = 1.25
     clip_weight: float = 0.1
     dino_weight: float = 1.0
-    # Training crop sizes: a single fraction pins every ray to one pyramid level (ablation).
-    single_scale: Optional[float] = None
 
 
 @dataclass
@@ -118,7 +116,10 @@ class EncoderConfig:
     # LERF §3.1: crops from 5% to 50% of the image height over 7 levels.
     pyramid_min_frac: float = 0.05
     pyramid_max_frac: float = 0.5
-    pyramid_levels: int = 7
+    pyramid_levels: int = 7  # equal min and max fractions mean a single-scale pyramid (ablation)
+    # The authors' `_stride_scaler`: crop stride as a fraction of the crop side, from 1.0 at 5% of
+    # the image height to this value at 15% and above (lerf.encoders.pyramid.stride_ratio).
+    pyramid_stride_scaler: float = 0.5
     batch_size: int = 64
     cache_dir: str = ".cache/lerf/features"
     allow_random_weights: bool = False  # tests and benchmarks only

@@ -1,6 +1,7 @@
 """Wires the fields and the rendering functions into one forward(rays) -> outputs."""
 from __future__ import annotations
 
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -10,10 +11,12 @@ from torch import Tensor, nn
 
 from lerf.config import ModelConfig, SceneConfig
 from lerf.fields.encodings import to_unit_cube
+from lerf.fields.hashgrid import resolve_hashgrid_backend
 from lerf.fields.language_field import LanguageField
 from lerf.fields.nerf_field import NerfField, ProposalField
 from lerf.render import volume
 from lerf.render.sampling import intersect_box, sample_pdf, spacing_to_t, uniform_bins
+
 
 
 @dataclass
@@ -121,12 +124,6 @@ class LerfModel(nn.Module):
         pos = out["positions"].detach().gather(1, idx[..., None].expand(-1, -1, 3))
         return pos, w
 
-    def scale_m(self, depth: Float[Tensor, " r"], z_per_t: Float[Tensor, " r"],
-                crop_px_over_f: Float[Tensor, " r"]) -> Float[Tensor, " r"]:
-        """Physical size of a crop at a ray's depth: crop_px / fy × z-depth, in world units (LERF §3.1)."""
-        z_world = depth.detach() * z_per_t / self.geometry.scale_factor
-        return crop_px_over_f * z_world
-
     def language_bottleneck(self, pos: Float[Tensor, "r k 3"]) -> Float[Tensor, "rk b"]:
         """Scale-independent part of the language field, shared by every scale of a query."""
         if self.language is None:
@@ -150,3 +147,11 @@ class LerfModel(nn.Module):
             r, k = w.shape
             out["dino"] = volume.composite(w, self.language.dino(bottleneck).reshape(r, k, -1))
         return out
+
+
+def build_model(cfg: ModelConfig, geometry: SceneGeometry, device: torch.device, clip_dim: int = 0,
+                dino_dim: int = 0) -> tuple[LerfModel, str]:
+    """The model on `device`, with the hash-grid backend resolved once against that device."""
+    backend = resolve_hashgrid_backend(cfg.backend, device)
+    model = LerfModel(cfg, geometry, backend, clip_dim, dino_dim).to(device)
+    return model, backend

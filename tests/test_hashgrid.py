@@ -14,10 +14,9 @@ from lerf.fields.hashgrid import (
     hashgrid_reference,
     hashgrid_torch,
     index_dtype,
-    level_resolutions,
-    make_level_layout,
     resolve_hashgrid_backend,
 )
+from lerf.fields.hashgrid_layout import level_resolutions, make_level_layout
 
 # 4 levels at resolution 4, 8, 16, 32 with 2**10 rows per level: 5**3 and 9**3 corners fit (dense),
 # 17**3 and 33**3 do not (hashed). Small enough for the per-point reference and gradcheck.
@@ -196,10 +195,26 @@ def test_unknown_backend_raises():
         resolve_hashgrid_backend("cuda", "cpu")
 
 
+def test_module_refuses_an_unresolved_backend():
+    # The backend is resolved once against the run's device (build_model); HashGrid never guesses.
+    with pytest.raises(ValueError, match="resolved backend"):
+        HashGrid(**SMALL, backend="auto")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error path")
-def test_module_with_explicit_cuda_backend_raises_without_cuda():
-    with pytest.raises(RuntimeError, match="'triton' is unavailable"):
-        HashGrid(**SMALL, backend="triton")
+def test_cuda_backend_on_cpu_tensors_raises():
+    grid = HashGrid(**SMALL, backend="triton")
+    with pytest.raises(RuntimeError, match="needs CUDA tensors"):
+        grid(torch.rand(4, 3))
+
+
+def test_cpu_model_picks_the_torch_backend_whatever_the_machine():
+    from lerf.config import ModelConfig
+    from lerf.model import SceneGeometry, build_model
+
+    geometry = SceneGeometry(True, 1.0, 0.05, 10.0, 1.0, None)
+    _, backend = build_model(ModelConfig(), geometry, torch.device("cpu"), clip_dim=0)
+    assert backend == "torch"
 
 
 # ---- fast paths (need CUDA) -----------------------------------------------------------------
@@ -231,7 +246,8 @@ def test_triton_matches_torch(config):
 
 _INTERPRETER_CHECK = """
 import torch
-from lerf.fields.hashgrid import hashgrid_torch, level_meta_tensor, make_level_layout
+from lerf.fields.hashgrid import hashgrid_torch
+from lerf.fields.hashgrid_layout import level_meta_tensor, make_level_layout
 from lerf.fields.hashgrid_triton import hashgrid_triton
 lay = make_level_layout(4, 2, 10, 4, 32)
 gen = torch.Generator().manual_seed(0)

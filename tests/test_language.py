@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from lerf.config import RelevancyConfig
-from lerf.loading import load_run
-from lerf.query_engine import QueryEngine
-from lerf.relevancy import best_scale, relevancy, scale_values
-from lerf.supervision import clip_loss
-from lerf.trainer import train
+from lerf.query.engine import QueryEngine
+from lerf.query.relevancy import best_scale, relevancy, scale_values
+from lerf.query.run import load_run
+from lerf.train.supervision import clip_loss
+from lerf.train.trainer import train
 from tests.helpers import tiny_config
 
 

@@ -7,8 +7,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from lerf.checkpoint import load_checkpoint
-from lerf.optim import lr_factor
-from lerf.trainer import RunDirError, train
+from lerf.evaluation.after_training import evaluate_trained
+from lerf.train.optim import lr_factor
+from lerf.train.trainer import RunDirError, train
 from tests.helpers import CONF_DIR, tiny_config
 
 
@@ -44,7 +45,7 @@ def test_real_scene_presets_use_real_encoders():
 
 def test_short_run_loss_falls_and_writes_eval(tmp_path):
     cfg = tiny_config(tmp_path, "model.language.enabled=false", "trainer.max_steps=60", "trainer.log_every=1")
-    summary = train(cfg, tmp_path / "run")
+    summary = train(cfg, tmp_path / "run", evaluate=evaluate_trained)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
@@ -56,7 +57,7 @@ def test_short_run_loss_falls_and_writes_eval(tmp_path):
     assert (tmp_path / "run" / "eval").glob("*_rgb.png")
     # the checkpoint alone describes the run
     state = load_checkpoint(tmp_path / "run")
-    assert state["config"]["resolved"]["hashgrid_backend"] == "torch" and state["step"] == 60
+    assert state.config.resolved["hashgrid_backend"] == "torch" and state.step == 60
 
 
 def test_resume_matches_uninterrupted(tmp_path):
@@ -67,9 +68,9 @@ def test_resume_matches_uninterrupted(tmp_path):
     train(half, tmp_path / "half")
     resumed = tiny_config(tmp_path, *common, f"resume={tmp_path / 'half'}")
     train(resumed, tmp_path / "ignored")
-    a = load_checkpoint(tmp_path / "full")["model"]
-    b = load_checkpoint(tmp_path / "half")["model"]
-    assert load_checkpoint(tmp_path / "half")["step"] == 20
+    a = load_checkpoint(tmp_path / "full").model
+    b = load_checkpoint(tmp_path / "half").model
+    assert load_checkpoint(tmp_path / "half").step == 20
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
@@ -118,3 +119,16 @@ def test_unbounded_contracted_scene_trains(tmp_path):
     ea.Reload()
     losses = [e.value for e in ea.Scalars("loss/rgb")]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+def test_foreign_or_old_checkpoint_is_a_clear_error(tmp_path):
+    from lerf.checkpoint import CheckpointError, checkpoint_path
+
+    path = checkpoint_path(tmp_path / "run")
+    path.parent.mkdir(parents=True)
+    torch.save({"model": {}, "step": 3}, path)  # an older lerf's (or someone else's) checkpoint
+    with pytest.raises(CheckpointError, match=f"{path}.*not a lerf checkpoint"):
+        load_checkpoint(tmp_path / "run")
+    torch.save({"format": "lerf-checkpoint", "version": 99}, path)
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_checkpoint(tmp_path / "run")

@@ -137,9 +137,3 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 24) -> str:
         while chunk := f.read(chunk_bytes):
             h.update(chunk)
     return h.hexdigest()
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """The device the caller asked for; "auto" is deliberately not accepted here (the trainer
-    resolves it once and passes the result down)."""
-    return torch.device(device)

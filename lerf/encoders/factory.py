@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 
+from lerf.config import EncoderConfig
 from lerf.encoders.base import ClipEncoder, DenseEncoder
 
 
@@ -57,3 +58,32 @@ def build_dino_encoder(kind: str, device: str | torch.device = "cpu", **options:
         raise ValueError(f"unknown DINO encoder kind {kind!r}; known: {sorted(DINO_KINDS)}")
     return DINO_KINDS[kind](device=device, **options)
 
+
+
+def encoder_options(cfg: EncoderConfig, scene, kind: str) -> dict:
+    """Constructor options of the `kind` ("clip" or "dino") encoder a config names, for `scene`
+    (the reference encoders read the demo scene's object labels)."""
+    if kind == "clip":
+        if cfg.clip == "reference":
+            return {"labels": _require_labels(scene, "encoder.clip=reference"), "dim": cfg.reference_clip_dim}
+        return {"model": cfg.clip_model, "pretrained": cfg.clip_pretrained, "checkpoint": cfg.clip_checkpoint,
+                "allow_random_weights": cfg.allow_random_weights}
+    if cfg.dino == "reference":
+        return {"dim": cfg.reference_dino_dim, "stride_px": cfg.reference_dino_stride}
+    return {"model": cfg.dino_model, "checkpoint": cfg.dino_checkpoint, "allow_random_weights": cfg.allow_random_weights}
+
+
+def _require_labels(scene, what: str) -> dict[int, str]:
+    if scene.labels is None or scene.object_ids is None:
+        raise ValueError(f"{what} needs a scene with object-id masks and labels.json (the demo scene); "
+                         f"{scene.root} has none. Use encoder=openclip for real scenes.")
+    return scene.labels
+
+
+def clip_encoder_for(cfg: EncoderConfig, scene, device: torch.device) -> ClipEncoder:
+    """The CLIP encoder a run's config names (training supervises with it, queries embed text)."""
+    return build_clip_encoder(cfg.clip, device, **encoder_options(cfg, scene, "clip"))
+
+
+def dino_encoder_for(cfg: EncoderConfig, scene, device: torch.device) -> DenseEncoder:
+    return build_dino_encoder(cfg.dino, device, **encoder_options(cfg, scene, "dino"))

@@ -48,8 +48,11 @@ STORE_DTYPE = np.float16  # LERF's cache is fp16 too; halves disk and RAM, ~1e-3
 def linspace_fracs(min_frac: float = 0.05, max_frac: float = 0.5, levels: int = 7) -> list[float]:
     """LERF's crop fractions: `levels` values linearly spaced in [min_frac, max_frac].
 
-    Example: linspace_fracs() -> [0.05, 0.125, 0.2, 0.275, 0.35, 0.425, 0.5].
+    Example: linspace_fracs() -> [0.05, 0.125, 0.2, 0.275, 0.35, 0.425, 0.5]. Equal ends mean a
+    single-scale pyramid: linspace_fracs(0.25, 0.25, 7) -> [0.25].
     """
+    if min_frac == max_frac:
+        return [round(float(min_frac), 12)]
     return [round(float(f), 12) for f in np.linspace(min_frac, max_frac, levels)]
 
 

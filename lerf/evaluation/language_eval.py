@@ -9,11 +9,11 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
-from lerf.evaluation.localization import localize, summarize_localization
+from lerf.evaluation.localization import LERF_OVS_SMOOTH_K, localize, summarize_localization
 from lerf.evaluation.report import write_report
 from lerf.evaluation.run_eval import labelled_views, maps_at_label_size
 from lerf.evaluation.segmentation import segment, summarize_segmentation
-from lerf.query_engine import QueryEngine
+from lerf.query.engine import QueryEngine
 
 
 def _labelled_maps(engine: QueryEngine, scene, labels: Optional[str], desc: str):
@@ -26,7 +26,7 @@ def _labelled_maps(engine: QueryEngine, scene, labels: Optional[str], desc: str)
 
 
 def evaluate_localization(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
-                          labels: Optional[str] = None, protocol: str = "lerf", smooth_k: int = 30) -> dict:
+                          labels: Optional[str] = None, protocol: str = "lerf", smooth_k: int = LERF_OVS_SMOOTH_K) -> dict:
     results = [localize(maps, label.boxes, protocol=protocol, smooth_k=smooth_k, query=category, view=view,
                         scene=scene_name)
                for _, view, category, label, maps in _labelled_maps(engine, scene, labels, "localization")]
@@ -40,7 +40,7 @@ def evaluate_localization(engine: QueryEngine, scene, scene_name: str, out_dir: 
 
 def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
                           labels: Optional[str] = None, threshold: float = 0.4, save_masks: bool = False,
-                          smooth_k: int = 30) -> dict:
+                          smooth_k: int = LERF_OVS_SMOOTH_K) -> dict:
     results = []
     for frame, view, category, label, maps in _labelled_maps(engine, scene, labels, "segmentation"):
         result, pred = segment(maps, label.mask(frame.height, frame.width), threshold=threshold, smooth_k=smooth_k,

@@ -11,6 +11,8 @@ from omegaconf import MISSING
 from torch import Tensor
 
 from lerf.evaluation.labels import FrameLabels, LabelFormatError, load_label_dir
+from lerf.evaluation.localization import LERF_OVS_SMOOTH_K
+from lerf.query.run import load_run
 
 
 def labels_dir_for(scene, labels: Optional[str]) -> Path:
@@ -63,17 +65,13 @@ class LabelledEvalArgs:
     labels: Optional[str] = None  # default: the scene's labels/ folder
     out: Optional[str] = None  # default: the run dir
     # LangSplat's 30x30 mean filter was set for ~1000-px renders; scale it for other sizes.
-    smooth_k: int = 30
+    smooth_k: int = LERF_OVS_SMOOTH_K
     device: str = "auto"
     chunk: int = 4096
 
 
 def open_run(args: LabelledEvalArgs):
     """The run's query engine, scene, name and output folder (read-only access to the run)."""
-    from lerf.loading import load_run
-    from lerf.query_engine import QueryEngine
-
     loaded = load_run(args.run, args.device)
-    engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, args.chunk)
     out = Path(args.out) if args.out else loaded.run_dir
-    return engine, loaded.scene, loaded.cfg.scene.name, out
+    return loaded.engine(args.chunk), loaded.scene, loaded.cfg.scene.name, out

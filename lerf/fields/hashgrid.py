@@ -29,80 +29,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from lerf.fields.hashgrid_layout import HASH_PRIMES, LevelLayout, level_meta_tensor, make_level_layout
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "triton", "tcnn")
-# Instant-NGP §3, eq. 4: one prime per axis, 1 for x so that a dense run of x stays coherent.
-HASH_PRIMES = (1, 2654435761, 805459861)
 # Instant-NGP §4: features are initialised from U(-1e-4, 1e-4).
 INIT_SCALE = 1e-4
-
-
-# --------------------------------------------------------------------------------------------
-# Level layout: where each level lives in the one shared table
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LevelLayout:
-    """Per-level facts, as plain ints, shared by every backend and by the reference.
-
-    Level ``l`` owns rows ``offset[l] : offset[l] + table_size[l]`` of the table.
-    Dense levels come first because resolution grows with ``l``.
-    """
-
-    resolution: tuple[int, ...]
-    table_size: tuple[int, ...]
-    offset: tuple[int, ...]
-    hashed: tuple[bool, ...]
-    log2_hashmap_size: int
-    features_per_level: int
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.resolution)
-
-    @property
-    def num_dense(self) -> int:
-        return self.hashed.count(False)
-
-    @property
-    def total_size(self) -> int:
-        return self.offset[-1] + self.table_size[-1]
-
-
-def level_resolutions(num_levels: int, base_resolution: int, max_resolution: int) -> list[int]:
-    """Instant-NGP eq. 2-3: ``floor(base * b**l)`` with b the geometric growth factor.
-
-    >>> level_resolutions(4, 16, 128)   # b = 2
-    [16, 32, 64, 128]
-    >>> level_resolutions(16, 16, 2048)[:6]
-    [16, 22, 30, 42, 58, 80]
-    """
-    if num_levels == 1:
-        return [base_resolution]
-    growth = math.exp((math.log(max_resolution) - math.log(base_resolution)) / (num_levels - 1))
-    # The 1e-9 keeps exact powers (e.g. 16 * 2**3) from flooring to one less through rounding.
-    return [int(math.floor(base_resolution * growth**level * (1 + 1e-9))) for level in range(num_levels)]
-
-
-def make_level_layout(num_levels: int, features_per_level: int, log2_hashmap_size: int,
-                      base_resolution: int, max_resolution: int) -> LevelLayout:
-    """Resolution, table size, row offset and dense/hashed choice for every level.
-
-    >>> lay = make_level_layout(3, 2, 12, 8, 32)   # resolutions 8, 16, 32
-    >>> lay.table_size, lay.hashed, lay.offset     # 9**3 = 729 fits in 4096; 17**3 does not
-    ((729, 4096, 4096), (False, True, True), (0, 729, 4825))
-    """
-    capacity = 2**log2_hashmap_size
-    resolution = level_resolutions(num_levels, base_resolution, max_resolution)
-    table_size, hashed, offset, start = [], [], [], 0
-    for res in resolution:
-        corners = (res + 1) ** 3
-        hashed.append(corners > capacity)
-        table_size.append(min(corners, capacity))
-        offset.append(start)
-        start += table_size[-1]
-    return LevelLayout(tuple(resolution), tuple(table_size), tuple(offset), tuple(hashed),
-                       log2_hashmap_size, features_per_level)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,17 +283,21 @@ class HashGrid(nn.Module):
 
     All levels share one parameter ``table`` of shape ``[total rows, features_per_level]`` (level
     ``l`` at rows ``layout.offset[l]`` onward), so an optimizer sees a single tensor. Built on the
-    CPU; ``.to(device)`` moves it. ``backend='auto'`` resolves against ``torch.cuda.is_available()``.
+    CPU; ``.to(device)`` moves it. ``backend`` is already resolved for the device it will run on.
     """
 
     def __init__(self, num_levels: int = 16, features_per_level: int = 2, log2_hashmap_size: int = 19,
-                 base_resolution: int = 16, max_resolution: int = 2048, backend: str = "auto"):
+                 base_resolution: int = 16, max_resolution: int = 2048, backend: str = "torch"):
         super().__init__()
         self.layout = make_level_layout(num_levels, features_per_level, log2_hashmap_size,
                                         base_resolution, max_resolution)
         self.output_dim = num_levels * features_per_level
-        default_device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.backend = resolve_hashgrid_backend(backend, default_device)
+        if backend not in BACKENDS or backend == "auto":
+            # The backend is chosen once, against the device the model will run on
+            # (`resolve_hashgrid_backend`, called by `lerf.model.build_model`); never guessed here.
+            raise ValueError(f"HashGrid needs a resolved backend (torch, triton or tcnn), got '{backend}'; "
+                             "call resolve_hashgrid_backend(backend, device) first")
+        self.backend = backend
         if self.backend == "tcnn":
             from lerf.fields.hashgrid_tcnn import make_tcnn_encoding
 
@@ -390,10 +327,3 @@ class HashGrid(nn.Module):
         return (f"backend={self.backend}, levels={lay.num_levels} ({lay.num_dense} dense), "
                 f"features={lay.features_per_level}, resolution={lay.resolution[0]}..{lay.resolution[-1]}, "
                 f"log2_hashmap_size={lay.log2_hashmap_size}")
-
-
-def level_meta_tensor(layout: LevelLayout) -> Int[Tensor, "levels 4"]:
-    """Columns: resolution, table size, row offset, hashed (0/1) -- the kernels' view of a layout."""
-    return torch.tensor([[r, s, o, int(h)] for r, s, o, h in
-                         zip(layout.resolution, layout.table_size, layout.offset, layout.hashed)],
-                        dtype=torch.int64)

@@ -21,7 +21,7 @@ import triton.language as tl
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from lerf.fields.hashgrid import HASH_PRIMES, LevelLayout
+from lerf.fields.hashgrid_layout import HASH_PRIMES, LevelLayout
 
 # Every kernel function carries @no_type_check: the tests' jaxtyping import hook would otherwise wrap it
 # in a runtime type checker, and Triton compiles the Python source of what it is given.

@@ -10,21 +10,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from lerf.query_engine import QueryResult, ViewRender
-from lerf.renderer import colorize, to_uint8
+from lerf.query.engine import QueryResult, ViewRender
+from lerf.query.images import colorize, overlay, to_uint8
 
 
 def prompt_dirname(prompt: str) -> str:
     """A safe folder name for a prompt: 'red mug' -> 'red_mug'."""
     keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in prompt.strip())
     return keep.strip("_") or "prompt"
-
-
-def overlay(rgb: Float[Tensor, "h w 3"], rel: Float[Tensor, "h w"], floor: float = 0.5) -> Float[Tensor, "h w 3"]:
-    """Turbo-coloured relevancy over the render where it exceeds `floor` (0.5: as relevant as the
-    hardest canonical phrase), fading in from there, as LERF's figures show it."""
-    alpha = ((rel - floor) / (1 - floor)).clamp(0, 1)[..., None]
-    return rgb.clamp(0, 1) * (1 - 0.7 * alpha) + colorize(rel, vmin=floor, vmax=1.0) * 0.7 * alpha
 
 
 def check_writable(paths: list[Path], overwrite: bool) -> None:

@@ -8,6 +8,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
+from lerf.data.units import depth_m_to_ray_t, to_metres
 
 
 def backproject(cameras: Cameras, cam: int, depth_m: Float[Tensor, "h w"], scale_factor: float
@@ -15,7 +16,7 @@ def backproject(cameras: Cameras, cam: int, depth_m: Float[Tensor, "h w"], scale
     """Surface points of every pixel in normalised scene coordinates, from camera-z depth (metres)."""
     u, v = image_pixels(cameras.width, cameras.height)
     origins, dirs, z_per_t = camera_rays(cameras, torch.full_like(u, cam, dtype=torch.long), u, v)
-    t = depth_m.reshape(-1) * scale_factor / z_per_t
+    t = depth_m_to_ray_t(depth_m.reshape(-1), z_per_t, scale_factor)
     return origins + dirs * t[:, None]
 
 
@@ -33,12 +34,13 @@ def project(cameras: Cameras, cam: int, points: Float[Tensor, "n 3"]
 
 
 def visibility_counts(points: Float[Tensor, "n 3"], cameras: Cameras, views: list[int],
-                      depth_z: Float[Tensor, "v h w"], rel_tol: float = 0.03) -> Int[Tensor, " n"]:
+                      depth_m: Float[Tensor, "v h w"], scale_factor: float, rel_tol: float = 0.03
+                      ) -> Int[Tensor, " n"]:
     """How many of `views` see each point: inside the image, in front of the camera, and not
     hidden — its depth agrees with that view's rendered depth within `rel_tol`.
 
-    `depth_z` holds camera-z depth in normalised units. Example: a point on a surface that a view
-    renders at the same depth counts; one behind that surface does not.
+    `depth_m` holds each view's rendered camera-z depth in world units (`render_view`). Example:
+    a point on a surface that a view renders at the same depth counts; one behind it does not.
     """
     counts = torch.zeros(points.shape[0], dtype=torch.long)
     h, w = cameras.height, cameras.width
@@ -47,7 +49,8 @@ def visibility_counts(points: Float[Tensor, "n 3"], cameras: Cameras, views: lis
         inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         col = u.clamp(0, w - 1).long()
         row = v.clamp(0, h - 1).long()
-        surface = depth_z[k][row, col]
+        surface = depth_m[k][row, col]
+        z = to_metres(z, scale_factor)
         counts += (inside & ((z - surface).abs() <= rel_tol * z.abs())).long()
     return counts
 

@@ -1,13 +1,9 @@
-"""Build the model from its config, resolving every `auto` choice once and loudly."""
+"""Which torch device a run uses: `auto` is resolved once, here, and logged."""
 from __future__ import annotations
 
 import logging
 
 import torch
-
-from lerf.config import ModelConfig
-from lerf.fields.hashgrid import resolve_hashgrid_backend
-from lerf.model import LerfModel, SceneGeometry
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +21,11 @@ def resolve_device(name: str) -> torch.device:
         return device
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but CUDA is not available on this machine; use device=auto or cpu")
+        raise RuntimeError(f"device={name} but CUDA is not available on this machine; use device=auto or cpu")
     return device
 
 
 def set_threads(num_threads: int) -> None:
+    """torch's CPU thread count; 0 keeps torch's default."""
     if num_threads > 0:
         torch.set_num_threads(num_threads)
-
-
-def build_model(cfg: ModelConfig, geometry: SceneGeometry, device: torch.device, clip_dim: int = 0,
-                dino_dim: int = 0) -> tuple[LerfModel, str]:
-    backend = resolve_hashgrid_backend(cfg.backend, device)
-    model = LerfModel(cfg, geometry, backend, clip_dim, dino_dim).to(device)
-    return model, backend

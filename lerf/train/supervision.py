@@ -13,8 +13,9 @@ from torch import Tensor
 
 from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
+from lerf.data.units import crop_size_m, ray_t_to_depth_m
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
-from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
+from lerf.encoders.factory import clip_encoder_for, dino_encoder_for
 from lerf.encoders.pyramid import linspace_fracs
 from lerf.model import LerfModel
 
@@ -24,39 +25,24 @@ log = logging.getLogger(__name__)
 @dataclass
 class LanguageSupervision:
     text_encoder: Any  # the CLIP encoder, for prompts (encode_text)
-    clip_pyramid: Any
-    dino_maps: Optional[Any]
-    clip_dim: int
-    dino_dim: int
-    min_frac: float
-    max_frac: float
+    clip_pyramid: Any  # lerf.encoders.pyramid.ClipPyramid: lookups, crop fractions
+    dino_maps: Optional[Any]  # lerf.encoders.pyramid.DinoMaps
     image_height: int
     fy_px: Float[Tensor, " n"]
+
+    @property
+    def clip_dim(self) -> int:
+        return self.text_encoder.embed_dim
+
+    @property
+    def dino_dim(self) -> int:
+        return self.dino_maps.feature_dim if self.dino_maps is not None else 0
 
 
 def crop_fracs(cfg: TrainConfig) -> list[float]:
     """Pyramid crop sizes (fraction of image height): LERF §3.1, 5%–50% over 7 levels."""
     e = cfg.encoder
     return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)
-
-
-def encoder_options(cfg: TrainConfig, scene: SceneData, kind: str) -> dict:
-    e = cfg.encoder
-    if kind == "clip":
-        if e.clip == "reference":
-            return {"labels": _require_labels(scene, "encoder.clip=reference"), "dim": e.reference_clip_dim}
-        return {"model": e.clip_model, "pretrained": e.clip_pretrained, "checkpoint": e.clip_checkpoint,
-                "allow_random_weights": e.allow_random_weights}
-    if e.dino == "reference":
-        return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride}
-    return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
-
-
-def _require_labels(scene: SceneData, what: str) -> dict[int, str]:
-    if scene.labels is None or scene.object_ids is None:
-        raise ValueError(f"{what} needs a scene with object-id masks and labels.json (the demo scene); "
-                         f"{scene.root} has none. Use encoder=openclip for real scenes.")
-    return scene.labels
 
 
 def _on_device(features, device: torch.device):
@@ -69,26 +55,22 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     """Load (or compute once and cache) the CLIP pyramid and DINO maps of the training images."""
     images, ids = scene.images, scene.object_ids  # uint8: a quarter of the memory of floats
     cache_dir = Path(cfg.encoder.cache_dir).expanduser() / scene.root.name
-    clip_encoder = build_clip_encoder(cfg.encoder.clip, device, **encoder_options(cfg, scene, "clip"))
-    fracs = crop_fracs(cfg)
-    pyramid = load_or_build_clip_pyramid(cache_dir, images, ids, clip_encoder, fracs,
-                                         batch_size=cfg.encoder.batch_size)
+    clip_encoder = clip_encoder_for(cfg.encoder, scene, device)
+    pyramid = load_or_build_clip_pyramid(cache_dir, images, ids, clip_encoder, crop_fracs(cfg),
+                                         batch_size=cfg.encoder.batch_size,
+                                         stride_scaler=cfg.encoder.pyramid_stride_scaler)
     pyramid = _on_device(pyramid, device)
-    dino_maps, dino_dim = None, 0
+    dino_maps = None
     if cfg.model.language.dino_enabled:
-        dino_encoder = build_dino_encoder(cfg.encoder.dino, device, **encoder_options(cfg, scene, "dino"))
+        dino_encoder = dino_encoder_for(cfg.encoder, scene, device)
         dino_maps = _on_device(load_or_build_dino_maps(cache_dir, images, ids, dino_encoder), device)
-        dino_dim = dino_maps.feature_dim
-    return LanguageSupervision(clip_encoder, pyramid, dino_maps, clip_encoder.embed_dim, dino_dim,
-                               min(fracs), max(fracs), scene.height, scene.cameras.fy_px.to(device))
+    return LanguageSupervision(clip_encoder, pyramid, dino_maps, scene.height, scene.cameras.fy_px.to(device))
 
 
-def sample_crop_fracs(n: int, sup: LanguageSupervision, single: Optional[float],
-                      generator: torch.Generator) -> Float[Tensor, " n"]:
+def sample_crop_fracs(n: int, sup: LanguageSupervision, generator: torch.Generator) -> Float[Tensor, " n"]:
     """Each training ray describes a crop of random size within the pyramid (LERF §3.1)."""
-    if single is not None:
-        return torch.full((n,), float(single))
-    return sup.min_frac + (sup.max_frac - sup.min_frac) * torch.rand(n, generator=generator)
+    lo, hi = sup.clip_pyramid.min_frac, sup.clip_pyramid.max_frac
+    return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
 def clip_loss(pred: Float[Tensor, "r d"], target: Float[Tensor, "r d"], kind: str, delta: float) -> Tensor:
@@ -104,9 +86,10 @@ def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: Langua
                     generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
     lcfg = model.cfg.language
     device = batch.u.device
-    fracs = sample_crop_fracs(batch.u.shape[0], sup, lcfg.single_scale, generator).to(device)
+    fracs = sample_crop_fracs(batch.u.shape[0], sup, generator).to(device)
     crop_px_over_f = fracs * sup.image_height / sup.fy_px[batch.image_idx]
-    scale_m = model.scale_m(out["depth"], batch.z_per_t, crop_px_over_f)
+    depth_m = ray_t_to_depth_m(out["depth"].detach(), batch.z_per_t, model.geometry.scale_factor)
+    scale_m = crop_size_m(crop_px_over_f, depth_m)
     pos, w = model.language_samples(out, lcfg.samples_per_ray)
     pred = model.render_language(pos, w, scale_m)
     target = sup.clip_pyramid.lookup(batch.image_idx, batch.u, batch.v, fracs).to(device)

@@ -10,7 +10,8 @@ from tqdm import tqdm
 from lerf.data.scene import SceneData
 from lerf.evaluation.image_metrics import psnr, ssim
 from lerf.model import LerfModel
-from lerf.renderer import colorize, render_view, to_uint8
+from lerf.query.images import colorize, to_uint8
+from lerf.query.render import render_view
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +35,3 @@ def evaluate_views(model: LerfModel, scene: SceneData, out_dir: Path, chunk: int
               "num_views": len(per_view), "per_view": per_view}
     log.info("held-out views: PSNR %.2f dB, SSIM %.4f over %d views", result["psnr"], result["ssim"], len(per_view))
     return result
-
-
-def tensorboard_images(writer, model: LerfModel, scene: SceneData, supervision, cfg, step: int) -> None:
-    """One held-out view in TensorBoard: RGB, ground truth, depth (and relevancy if configured)."""
-    model.eval()
-    cam = scene.eval_idx[0]
-    lang = None
-    prompt = cfg.relevancy.tensorboard_prompt
-    if supervision is not None and prompt and model.language is not None:
-        from lerf.relevancy import relevancy_renderer
-        lang = relevancy_renderer(model, supervision.text_encoder, prompt, cfg.relevancy)
-    rendered = render_view(model, scene.cameras, cam, cfg.trainer.eval_chunk, language=lang)
-    writer.add_image("eval/rgb", rendered["rgb"].clamp(0, 1), step, dataformats="HWC")
-    writer.add_image("eval/gt", scene.image_float(cam), step, dataformats="HWC")
-    writer.add_image("eval/depth", colorize(rendered["depth_m"]), step, dataformats="HWC")
-    if "relevancy" in rendered:
-        writer.add_image(f"eval/relevancy/{prompt}", colorize(rendered["relevancy"], vmin=0.0, vmax=1.0), step,
-                         dataformats="HWC")

@@ -18,9 +18,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lerf.config import RelevancyConfig
-from lerf.data.cameras import Cameras, camera_rays, image_pixels
-from lerf.relevancy import (TextEmbeddings, best_scale, relevancy, render_clip_factors, render_embeddings,
-                            scale_values, validate_prompt)
+from lerf.data.cameras import Cameras
+from lerf.query.relevancy import (TextEmbeddings, best_scale, relevancy, render_clip_factors, render_embeddings,
+                                  scale_values, validate_prompt)
+from lerf.query.render import render_view
 
 
 @dataclass
@@ -30,9 +31,9 @@ class ViewRender:
     accumulation: Float[Tensor, "h w"]
     # Prompt-independent factors of the unit CLIP embeddings at every scale (see
     # relevancy.render_clip_factors): exact, and hidden-width instead of CLIP-width.
-    hidden: Float[Tensor, "s n hid"]  # stored at cache_dtype
+    hidden: Float[Tensor, "n s hid"]  # stored at cache_dtype
     weight_sum: Float[Tensor, " n"]
-    norms: Float[Tensor, "s n"]
+    norms: Float[Tensor, "n s"]
 
     @property
     def cache_bytes(self) -> int:
@@ -79,28 +80,19 @@ class QueryEngine:
         return next(self.model.parameters()).device
 
     # -- rendering ------------------------------------------------------------------------------
-    @torch.no_grad()
     def _render(self, cameras: Cameras, cam: int) -> ViewRender:
-        """Render a view in chunks, keeping RGB, depth and the embeddings at every scale."""
-        h, w = cameras.height, cameras.width
-        u, v = image_pixels(w, h, self.device)
-        idx = torch.full_like(u, cam, dtype=torch.long)
-        cams = cameras.to(self.device)
-        rgb, depth, acc, hidden, wsum, norms = [], [], [], [], [], []
-        for start in range(0, u.shape[0], self.chunk):
-            sl = slice(start, start + self.chunk)
-            origins, dirs, z_per_t = camera_rays(cams, idx[sl], u[sl], v[sl])
-            out = self.model(origins, dirs, jitter=False)
-            rgb.append(out["rgb"].cpu())
-            acc.append(out["accumulation"].cpu())
-            depth.append((out["depth"] * z_per_t / self.model.geometry.scale_factor).cpu())
+        """Render a view once, keeping RGB, depth and the CLIP factors at every scale."""
+        scales = self.scales.to(self.device)
+
+        def factors(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
             # The cache stays on the model's device: on a GPU a new prompt never leaves it.
-            big_h, a, n = render_clip_factors(self.model, out, self.scales.to(self.device))
-            hidden.append(big_h.to(self.cache_dtype))
-            wsum.append(a)
-            norms.append(n)
-        return ViewRender(torch.cat(rgb).reshape(h, w, 3), torch.cat(depth).reshape(h, w),
-                          torch.cat(acc).reshape(h, w), torch.cat(hidden, 1), torch.cat(wsum), torch.cat(norms, 1))
+            big_h, a, n = render_clip_factors(self.model, out, scales)
+            return {"hidden": big_h.transpose(0, 1).to(self.cache_dtype), "weight_sum": a, "norms": n.T}
+
+        r = render_view(self.model, cameras, cam, self.chunk, extras=factors)
+        n = cameras.height * cameras.width
+        return ViewRender(r["rgb"], r["depth_m"], r["accumulation"], r["hidden"].reshape(n, len(scales), -1),
+                          r["weight_sum"].reshape(n), r["norms"].reshape(n, len(scales)))
 
     def view(self, cameras: Cameras, cam: int, key: object = None) -> ViewRender:
         """The cached render of a view (rendered on first use)."""
@@ -127,12 +119,12 @@ class QueryEngine:
             t_w = texts @ layer.weight  # [t, h]
             t_c = texts @ layer.bias  # [t]
         if render.hidden.is_cuda:  # half-precision tensor cores; never a float copy of the cache
-            sims = torch.matmul(render.hidden, t_w.T.to(render.hidden.dtype)).float()  # [s, n, t]
-        else:  # CPUs have no fast fp16 product: (up)cast one scale at a time to bound memory
-            sims = torch.stack([hs.float() @ t_w.T for hs in render.hidden])
-        sims = (sims + render.weight_sum[None, :, None] * t_c) / render.norms.clamp_min(1e-12)[..., None]
+            sims = torch.matmul(render.hidden, t_w.T.to(render.hidden.dtype)).float()  # [n, s, t]
+        else:  # CPUs have no fast fp16 product: (up)cast a block of rays at a time to bound memory
+            sims = torch.cat([block.float() @ t_w.T for block in render.hidden.split(4096)])
+        sims = (sims + render.weight_sum[:, None, None] * t_c) / render.norms.clamp_min(1e-12)[..., None]
         diff = sims[..., :1] - sims[..., 1:]
-        return torch.sigmoid(self.cfg.temperature * diff).amin(-1).cpu()
+        return torch.sigmoid(self.cfg.temperature * diff).amin(-1).T.cpu()
 
     def _result(self, prompt: str, maps: Float[Tensor, "s h w"]) -> QueryResult:
         idx, _ = best_scale(maps.reshape(maps.shape[0], -1))
@@ -147,16 +139,12 @@ class QueryEngine:
     def query_exact(self, prompt: str, cameras: Cameras, cam: int) -> QueryResult:
         """Reference path: re-render everything for this prompt (relevancy per scale, per chunk)."""
         query = self.texts.embed([validate_prompt(prompt)])[0]
-        h, w = cameras.height, cameras.width
-        u, v = image_pixels(w, h, self.device)
-        idx = torch.full_like(u, cam, dtype=torch.long)
-        cams = cameras.to(self.device)
-        pieces = []
-        with torch.no_grad():
-            for start in range(0, u.shape[0], self.chunk):
-                sl = slice(start, start + self.chunk)
-                origins, dirs, _ = camera_rays(cams, idx[sl], u[sl], v[sl])
-                out = self.model(origins, dirs, jitter=False)
-                e = render_embeddings(self.model, out, self.scales.to(self.device)).float().cpu()
-                pieces.append(torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature) for es in e]))
-        return self._result(prompt, torch.cat(pieces, 1).reshape(-1, h, w))
+        scales = self.scales.to(self.device)
+
+        def maps(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
+            e = render_embeddings(self.model, out, scales).float().cpu()
+            return {"maps": torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature)
+                                         for es in e], -1)}
+
+        r = render_view(self.model, cameras, cam, self.chunk, extras=maps)
+        return self._result(prompt, r["maps"].permute(2, 0, 1))

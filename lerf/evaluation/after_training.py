@@ -1,0 +1,31 @@
+"""The end-of-training evaluation, as one narrow function the entry point hands to the trainer
+(training never imports evaluation): held-out views, then localization and segmentation when
+the scene has labels (the demo does), so that sweeps report them."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from lerf.config import TrainConfig
+from lerf.data.scene import SceneData
+from lerf.evaluation.language_eval import evaluate_localization, evaluate_segmentation
+from lerf.evaluation.views import evaluate_views
+from lerf.model import LerfModel
+from lerf.query.engine import QueryEngine
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_trained(model: LerfModel, scene: SceneData, text_encoder: Optional[object], cfg: TrainConfig,
+                     run_dir: Path) -> dict:
+    """PSNR/SSIM of the held-out views (PNGs under run_dir/eval) and, with labels and a language
+    field, localization (LERF protocol) and segmentation (lerf_ovs) written into run_dir."""
+    summary = evaluate_views(model, scene, run_dir / "eval", cfg.trainer.eval_chunk)
+    if cfg.trainer.eval_language and text_encoder is not None and scene.labels_dir is not None:
+        engine = QueryEngine(model, text_encoder, cfg.relevancy, cfg.trainer.eval_chunk)
+        loc = evaluate_localization(engine, scene, cfg.scene.name, run_dir)
+        seg = evaluate_segmentation(engine, scene, cfg.scene.name, run_dir)
+        log.info("localization %.3f over %d queries, mIoU %.3f", loc["overall"], loc["num_queries"], seg["miou"])
+        summary.update({"localization": loc["overall"], "miou": seg["miou"]})
+    return summary

@@ -1,0 +1,1 @@
+"""Training: the loop, the optimiser, ray sampling, language supervision, provenance."""

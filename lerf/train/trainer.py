@@ -1,0 +1,220 @@
+"""The training loop: read top to bottom as load config → data → model → loop → save."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from lerf import checkpoint as ckpt
+from lerf.config import TrainConfig, to_plain, to_typed
+from lerf.data.scene import SceneData, load_scene
+from lerf.device import resolve_device, set_threads
+from lerf.model import LerfModel, SceneGeometry, build_model
+from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
+from lerf.train.optim import build_optimizer
+from lerf.train.provenance import write_provenance
+from lerf.train.rays import RayBatch, RaySampler
+from lerf.train.supervision import LanguageSupervision, build_supervision, language_losses
+from lerf.train.tensorboard import tensorboard_images
+
+log = logging.getLogger(__name__)
+
+# evaluate(model, scene, text encoder or None, cfg, run_dir) -> metrics. Passed in by the entry
+# point (lerf.evaluation.after_training.evaluate_trained), so training never imports evaluation.
+Evaluate = Callable[[LerfModel, SceneData, Optional[object], TrainConfig, Path], dict]
+
+
+class RunDirError(RuntimeError):
+    """A run directory would be overwritten, or a resume target is unusable."""
+
+
+def _psnr(mse: float) -> float:
+    return -10.0 * math.log10(max(mse, 1e-10))
+
+
+def _scalar(x: torch.Tensor | float) -> float:
+    """A loss as a float for logging (a sum over no proposal networks is the int 0)."""
+    return float(x.detach()) if torch.is_tensor(x) else float(x)
+
+
+def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torch.Generator,
+                   supervision: Optional[LanguageSupervision]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Forward one batch of rays and sum every loss; returns the total and scalar logs."""
+    cfg = model.cfg
+    out = model(batch.origins, batch.dirs, step=step, jitter=True, generator=generator)
+    loss_rgb = rgb_loss(out["rgb"], batch.rgb)
+    loss_inter = sum(interlevel_loss(out["bins"], out["weights"], b, w)
+                     for b, w in zip(out["prop_bins"], out["prop_weights"]))
+    loss_dist = distortion_loss(out["bins"], out["weights"])
+    total = loss_rgb + cfg.interlevel_weight * loss_inter + cfg.distortion_weight * loss_dist
+    logs = {"loss/rgb": loss_rgb.item(), "loss/interlevel": _scalar(loss_inter), "loss/distortion": loss_dist.item(),
+            "psnr": _psnr(loss_rgb.item())}
+    if supervision is not None and model.language is not None:
+        lang_total, lang_logs = language_losses(model, out, batch, supervision, generator)
+        total = total + lang_total
+        logs.update(lang_logs)
+    logs["loss/total"] = total.item()
+    return total, logs
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to train over an existing run unless asked to resume it."""
+    existing = ckpt.checkpoint_path(run_dir)
+    if existing.exists() and not resume:
+        raise RunDirError(f"{run_dir} already holds a run ({existing}); pass resume={run_dir} to continue it, "
+                          "or choose another hydra.run.dir. Nothing was overwritten.")
+
+
+def _keep_previous(path: Path) -> None:
+    """A resumed run re-evaluates; the earlier result is kept as <name>_step<N>.json."""
+    if path.is_file():
+        steps = json.loads(path.read_text()).get("steps", "old")
+        path.rename(path.with_name(f"{path.stem}_step{steps}{path.suffix}"))
+
+
+@dataclass
+class Run:
+    """Everything one training run holds while it trains."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    scene: SceneData
+    supervision: Optional[LanguageSupervision]
+    model: LerfModel
+    geometry: SceneGeometry
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+    start: int = 0
+    time_before: float = 0.0  # training seconds of earlier sessions of this run
+
+    @property
+    def dims(self) -> dict[str, int]:
+        sup = self.supervision
+        return {"clip": sup.clip_dim if sup else 0, "dino": sup.dino_dim if sup else 0}
+
+    def save(self, step: int, train_time_s: float) -> None:
+        ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
+            step=step, config=self.cfg, geometry=self.geometry, dims=self.dims, model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            rng=ckpt.rng_state(self.generator), train_time_s=train_time_s))
+
+
+def _resume_target(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, Path, Optional[ckpt.Checkpoint]]:
+    """For `resume=<run>`: the run's own config (step budget from the command line) and checkpoint."""
+    if not cfg.resume:
+        return cfg, run_dir, None
+    state = ckpt.load_checkpoint(cfg.resume)
+    saved = state.config
+    saved.trainer.max_steps = cfg.trainer.max_steps
+    saved.resume = cfg.resume
+    log.info("resuming %s from step %d", cfg.resume, state.step)
+    return saved, Path(cfg.resume), state
+
+
+def setup(cfg: TrainConfig, run_dir: Path) -> Run:
+    """Data, supervision, model and optimiser of a fresh or resumed run."""
+    cfg, run_dir, state = _resume_target(cfg, run_dir)
+    prepare_run_dir(run_dir, resume=state is not None)
+    set_threads(cfg.trainer.num_threads)
+    device = resolve_device(cfg.trainer.device)
+    torch.manual_seed(cfg.trainer.seed)
+    generator = torch.Generator().manual_seed(cfg.trainer.seed)
+    scene = load_scene(cfg.scene)
+    supervision = build_supervision(cfg, scene, device) if cfg.model.language.enabled else None
+    # A resumed run keeps the geometry its weights were trained in.
+    geometry = state.geometry if state else SceneGeometry.from_scene(cfg.scene, scene.scale_factor, scene.background)
+    clip_dim = supervision.clip_dim if supervision else 0
+    model, backend = build_model(cfg.model, geometry, device, clip_dim, supervision.dino_dim if supervision else 0)
+    cfg.resolved = {"device": str(device), "hashgrid_backend": backend}
+    optimizer, scheduler = build_optimizer(model, cfg.optim)
+    run = Run(cfg, run_dir, scene, supervision, model, geometry, optimizer, scheduler, generator)
+    if state is not None:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        ckpt.restore_rng(state.rng, generator)
+        run.start, run.time_before = state.step, state.train_time_s
+    return run
+
+
+def _write_run_files(run: Run) -> None:
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    name = "config.yaml" if run.start == 0 else f"config_resume_{run.start}.yaml"
+    (run.run_dir / name).write_text(OmegaConf.to_yaml(to_plain(run.cfg)))
+    write_provenance(run.run_dir, run.start)
+
+
+def _log_step(writer, bar, logs: dict, run: Run, done: int, elapsed: float) -> None:
+    tcfg = run.cfg.trainer
+    logs["rays_per_s"] = tcfg.rays_per_batch * (done - run.start) / max(elapsed, 1e-9)
+    logs["lr"] = run.scheduler.get_last_lr()[0]
+    for key, value in logs.items():
+        writer.add_scalar(key, value, done)
+    bar.set_postfix(loss=f"{logs['loss/total']:.4f}", psnr=f"{logs['psnr']:.2f}")
+
+
+def train_steps(run: Run, writer) -> float:
+    """Steps from run.start to max_steps; returns this session's training seconds."""
+    tcfg = run.cfg.trainer
+    sampler = RaySampler(run.scene, next(run.model.parameters()).device)
+    bar = tqdm(range(run.start, tcfg.max_steps), initial=run.start, total=tcfg.max_steps,
+               disable=not tcfg.progress, desc="train", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    run.model.train()
+    for step in bar:
+        batch = sampler.sample(tcfg.rays_per_batch, run.generator)
+        loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        done = step + 1
+        if done % tcfg.log_every == 0 or done == tcfg.max_steps:
+            _log_step(writer, bar, logs, run, done, time.perf_counter() - t0)
+        if tcfg.image_every and done % tcfg.image_every == 0 and run.scene.eval_idx:
+            tensorboard_images(writer, run.model, run.scene, run.supervision, run.cfg, done)
+            run.model.train()
+        if done % tcfg.checkpoint_every == 0 or done == tcfg.max_steps:
+            run.save(done, run.time_before + time.perf_counter() - t0)
+    bar.close()
+    return time.perf_counter() - t0
+
+
+def _final_eval(run: Run, summary: dict, evaluate: Evaluate, writer) -> None:
+    run.model.eval()
+    text_encoder = run.supervision.text_encoder if run.supervision is not None else None
+    summary.update(evaluate(run.model, run.scene, text_encoder, run.cfg, run.run_dir))
+    _keep_previous(run.run_dir / "eval.json")
+    (run.run_dir / "eval.json").write_text(json.dumps(summary, indent=2))
+    writer.add_scalar("eval/psnr", summary["psnr"], run.cfg.trainer.max_steps)
+
+
+def train(cfg: DictConfig | TrainConfig, run_dir: Path, evaluate: Optional[Evaluate] = None) -> dict:
+    """Train the model described by `cfg`, writing checkpoints, TensorBoard and eval into run_dir;
+    `evaluate` (when given) scores the trained model and its result goes to eval.json."""
+    run = setup(to_typed(cfg), Path(run_dir))
+    _write_run_files(run)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run.run_dir / "tensorboard"))
+    tcfg = run.cfg.trainer
+    session_time = train_steps(run, writer)
+    if tcfg.max_steps <= run.start:
+        log.info("nothing to train: checkpoint is at step %d, max_steps %d", run.start, tcfg.max_steps)
+    # Training time accumulates over resumes (setup and the final evaluation excluded).
+    summary = {"steps": tcfg.max_steps, "train_time_s": run.time_before + session_time,
+               "rays_per_s": tcfg.rays_per_batch * max(tcfg.max_steps - run.start, 0) / max(session_time, 1e-9)}
+    if evaluate is not None and tcfg.eval_at_end and run.scene.eval_idx:
+        _final_eval(run, summary, evaluate, writer)
+    writer.close()
+    log.info("done: %s", json.dumps(summary))
+    return summary
