@@ -20,13 +20,11 @@ from omegaconf import MISSING
 from tqdm import tqdm
 
 from lerf.cli import parse_args, run
-from lerf.data.units import to_metres
 from lerf.data.camera_path import interpolate_path
 from lerf.query.images import colorize, overlay, to_uint8
 from lerf.query.outputs import check_writable, prompt_dirname, save_query, write_ply
-from lerf.query.points3d import backproject, keep_visible, visibility_counts
+from lerf.query.points3d import backproject
 from lerf.query.relevancy import validate_prompt
-from lerf.query.render import render_view
 from lerf.query.run import load_run
 
 log = logging.getLogger("query")
@@ -43,9 +41,8 @@ class QueryArgs:
     overwrite: bool = False
     video: bool = False  # render a camera path through the selected views
     video_frames: int = 48
-    ply: bool = False  # 3D query: relevant points kept only where >= ply_min_views training views see them
-    ply_threshold: float = 0.6
-    ply_min_views: int = 5
+    ply: bool = False  # 3D query: relevant points kept only where the run's visibility grid says enough
+    ply_threshold: float = 0.6  # training views (relevancy.visibility_min_views) saw them
 
 
 def select_views(spec: str, scene) -> list[int]:
@@ -91,7 +88,7 @@ def run_video(engine, loaded, prompt: str, views: list[int], out_dir: Path, args
     return target
 
 
-def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
+def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs, visibility=None) -> Path:
     scene, scale = loaded.scene, loaded.model.geometry.scale_factor
     target = out_dir / "points.ply"
     check_writable([target], args.overwrite)
@@ -104,14 +101,13 @@ def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: 
         colors.append(colorize(result.relevancy, vmin=0.5, vmax=1.0).reshape(-1, 3)[keep])
         values.append(result.relevancy.reshape(-1)[keep])
     pts, cols, vals = torch.cat(points), torch.cat(colors), torch.cat(values)
-    train = list(scene.train_idx)
-    depths = torch.stack([render_view(loaded.model, scene.cameras, c, args.chunk)["depth_m"]
-                          for c in tqdm(train, desc="visibility depths", leave=False)])
-    visible = keep_visible(visibility_counts(pts, scene.cameras, train, depths, scale), args.ply_min_views)
-    world = to_metres(pts[visible], scale) + scene.center_world
+    # The same visibility grid as the 2D maps (LERF §3.4).
+    grid = visibility or loaded.visibility(args.chunk)
+    visible = grid.visible(loaded.model.unit_coords(pts))
+    world = scene.to_world(pts[visible])
     write_ply(target, world, cols[visible], vals[visible])
     log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, int(visible.sum()),
-             pts.shape[0], args.ply_min_views, target)
+             pts.shape[0], grid.min_views, target)
     return target
 
 

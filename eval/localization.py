@@ -25,7 +25,7 @@ class LocalizationArgs(LabelledEvalArgs):
 
 def evaluate(args: LocalizationArgs) -> dict:
     engine, scene, name, out = open_run(args)
-    return evaluate_localization(engine, scene, name, out, args.labels, args.protocol, args.smooth_k)
+    return evaluate_localization(engine, scene, name, out, args.labels, args.protocol, args.smooth_k, args.levels)
 
 
 def main(argv=None) -> None:

@@ -25,7 +25,8 @@ class SegmentationArgs(LabelledEvalArgs):
 
 def evaluate(args: SegmentationArgs) -> dict:
     engine, scene, name, out = open_run(args)
-    return evaluate_segmentation(engine, scene, name, out, args.labels, args.threshold, args.masks, args.smooth_k)
+    return evaluate_segmentation(engine, scene, name, out, args.labels, args.threshold, args.masks, args.smooth_k,
+                                 args.levels)
 
 
 def main(argv=None) -> None:

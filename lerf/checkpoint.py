@@ -41,6 +41,7 @@ class Checkpoint:
     scheduler: Optional[dict] = None
     rng: Optional[dict] = None
     train_time_s: float = 0.0
+    scale_range_m: Optional[list[float]] = None  # physical scales the language field was trained at
 
     def build_model(self, device: torch.device) -> LerfModel:
         """The trained model on `device`, in eval mode (backend resolved against `device`)."""
@@ -65,7 +66,7 @@ def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint) -> Path:
     state = {"format": FORMAT, "version": VERSION, "step": ckpt.step, "config": to_plain(ckpt.config),
              "geometry": asdict(ckpt.geometry), "dims": dict(ckpt.dims), "model": ckpt.model,
              "optimizer": ckpt.optimizer, "scheduler": ckpt.scheduler, "rng": ckpt.rng,
-             "train_time_s": ckpt.train_time_s}
+             "train_time_s": ckpt.train_time_s, "scale_range_m": ckpt.scale_range_m}
     path = checkpoint_path(run_dir)
     save_atomic(state, path)
     return path
@@ -82,7 +83,7 @@ def _parse(state: Any, path: Path) -> Checkpoint:
     return Checkpoint(step=int(state["step"]), config=to_typed(state["config"]),
                       geometry=SceneGeometry(**state["geometry"]), dims=dict(state["dims"]), model=state["model"],
                       optimizer=state["optimizer"], scheduler=state["scheduler"], rng=state["rng"],
-                      train_time_s=float(state.get("train_time_s", 0.0)))
+                      train_time_s=float(state.get("train_time_s", 0.0)), scale_range_m=state.get("scale_range_m"))
 
 
 def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:

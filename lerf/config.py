@@ -40,6 +40,10 @@ class SceneConfig:
     # A constant background colour for the renderer; null = read from transforms.json if given,
     # else none (the model learns whatever it sees).
     background_color: Optional[List[float]] = None
+    # Metres per unit of the poses in transforms.json. LERF's 0-2 m scale search assumes metric
+    # poses: 1 for Polycam, Record3D and the LERF captures; for COLMAP (arbitrary units) set it to
+    # a known length in metres divided by the same length in pose units.
+    metres_per_unit: float = 1.0
 
 
 @dataclass
@@ -71,6 +75,14 @@ class LanguageConfig:
     dino_enabled: bool = True
     # LERF §3.3: the language field is read at the highest-weight samples, weights detached.
     samples_per_ray: int = 24
+    # The authors' field normalises each sample's CLIP output before the weighted sum (the ray is
+    # normalised again after); false composites raw outputs (ablation).
+    normalize_samples: bool = True
+    # How a training ray's crop becomes a physical scale (LERF §3.1): "depth" = crop_px / f × each
+    # sample's own z-depth (metres); "ray_depth" = × the ray's expected depth (ablation: one scale
+    # per ray); "crop_frac" = the crop's fraction of the image height, no depth (ablation); "none" =
+    # scale input fixed to 0 (ablation: no scale input to the CLIP head).
+    scale_mode: str = "depth"
     clip_loss: str = "huber"  # huber | cosine
     huber_delta: float = 1.25
     clip_weight: float = 0.1
@@ -160,6 +172,14 @@ class RelevancyConfig:
     scale_min_m: float = 0.0
     scale_max_m: float = 2.0
     num_scales: int = 30
+    # LERF §3.4 visibility filtering: a sample that fewer than `visibility_min_views` training
+    # views saw adds no relevancy (2D maps, evaluation, videos, viewer, .ply). The grid is built
+    # once after training (cells per axis over the hash grid's unit cube; depths rendered at most
+    # visibility_max_px on the long side). false: the ablation without the filter.
+    visibility_filter: bool = True
+    visibility_min_views: int = 5
+    visibility_resolution: int = 64
+    visibility_max_px: int = 128
     tensorboard_prompt: Optional[str] = None  # relevancy image in TensorBoard for this prompt
 
 

@@ -27,13 +27,17 @@ class SceneGeometry:
     bound: float
     near: float
     far: float
-    scale_factor: float  # normalised units per world unit (metres)
+    scale_factor: float  # normalised units per metre (the poses' units times scene.metres_per_unit)
     background: Optional[list[float]]
 
     @staticmethod
     def from_scene(cfg: SceneConfig, scale_factor: float, background: Optional[Tensor]) -> "SceneGeometry":
+        """`scale_factor`: normalised units per pose unit (SceneData.scale_factor)."""
         bg = background.tolist() if background is not None else None
-        return SceneGeometry(cfg.bounded, cfg.bound, cfg.near, cfg.far, float(scale_factor), bg)
+        if not cfg.metres_per_unit > 0:
+            raise ValueError(f"scene.metres_per_unit must be > 0, got {cfg.metres_per_unit}")
+        # scale_factor is per pose unit; per metre it is that divided by metres per unit.
+        return SceneGeometry(cfg.bounded, cfg.bound, cfg.near, cfg.far, float(scale_factor) / cfg.metres_per_unit, bg)
 
 
 def anneal_exponent(step: int, anneal_steps: int, slope: float = 10.0) -> float:
@@ -112,17 +116,19 @@ class LerfModel(nn.Module):
         if self.background.numel():
             color = volume.add_background(color, acc, self.background.expand(r, 3))
         return {"rgb": color, "accumulation": acc, "depth": volume.expected_depth(weights, t_mid),
-                "weights": weights, "bins": bins, "positions": pos,
+                "weights": weights, "bins": bins, "positions": pos, "t_mid": t_mid,
                 "prop_bins": prop_bins, "prop_weights": prop_weights}
 
     # -- language -------------------------------------------------------------------------------
-    def language_samples(self, out: dict[str, Tensor], k: int) -> tuple[Tensor, Tensor]:
-        """The k highest-weight samples of each ray; weights detached (LERF §3.3)."""
+    def language_samples(self, out: dict[str, Tensor], k: int
+                         ) -> tuple[Float[Tensor, "r k 3"], Float[Tensor, "r k"], Float[Tensor, "r k"]]:
+        """The k highest-weight samples of each ray: positions, weights and distances along the
+        ray (normalised units), all detached (LERF §3.3)."""
         weights = out["weights"].detach()
         k = min(k, weights.shape[1])
         w, idx = torch.topk(weights, k, dim=-1)
         pos = out["positions"].detach().gather(1, idx[..., None].expand(-1, -1, 3))
-        return pos, w
+        return pos, w, out["t_mid"].detach().gather(1, idx)
 
     def language_bottleneck(self, pos: Float[Tensor, "r k 3"]) -> Float[Tensor, "rk b"]:
         """Scale-independent part of the language field, shared by every scale of a query."""
@@ -130,17 +136,31 @@ class LerfModel(nn.Module):
             raise RuntimeError("this model has no language field (model.language.enabled=false)")
         return self.language.bottleneck(self.unit_coords(pos.reshape(-1, 3)))
 
+    def scale_input(self, scale_m: Float[Tensor, "*b"]) -> Float[Tensor, "*b"]:
+        """What the CLIP head is fed as scale: the scale itself, or 0 in the no-scale ablation."""
+        return torch.zeros_like(scale_m) if self.cfg.language.scale_mode == "none" else scale_m
+
+    def sample_clip(self, bottleneck: Float[Tensor, "rk b"], scale_m: Float[Tensor, "r k"]) -> Float[Tensor, "r k d"]:
+        """Each sample's CLIP embedding at its own scale; unit length when
+        `language.normalize_samples` (the authors' field normalises its output)."""
+        r, k = scale_m.shape
+        clip = self.language.clip(bottleneck, self.scale_input(scale_m).reshape(-1)).reshape(r, k, -1)
+        return nn.functional.normalize(clip, dim=-1) if self.cfg.language.normalize_samples else clip
+
     def composite_clip(self, bottleneck: Float[Tensor, "rk b"], w: Float[Tensor, "r k"],
-                       scale_m: Float[Tensor, " r"]) -> Float[Tensor, "r d"]:
-        """Rendered CLIP embedding of each ray at its scale, unit norm (zero for an empty ray)."""
-        r, k = w.shape
-        scales = scale_m[:, None].expand(r, k).reshape(-1)
-        clip = self.language.clip(bottleneck, scales).reshape(r, k, -1)
-        return nn.functional.normalize(volume.composite(w, clip), dim=-1)
+                       scale_m: Float[Tensor, "r k"]) -> Float[Tensor, "r d"]:
+        """Rendered CLIP embedding of each ray, unit norm (zero for an empty ray).
+
+        Worked example (normalize_samples): two samples with outputs (3, 0) and (0, 1) and weights
+        0.5, 0.5 -> per-sample units (1, 0), (0, 1) -> sum (0.5, 0.5) -> (0.707, 0.707); without
+        per-sample normalisation the raw sum (1.5, 0.5) gives (0.949, 0.316).
+        """
+        return nn.functional.normalize(volume.composite(w, self.sample_clip(bottleneck, scale_m)), dim=-1)
 
     def render_language(self, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"],
-                        scale_m: Float[Tensor, " r"]) -> dict[str, Tensor]:
-        """Rendered CLIP embedding (unit norm) and DINO feature of each ray."""
+                        scale_m: Float[Tensor, "r k"]) -> dict[str, Tensor]:
+        """Rendered CLIP embedding (unit norm) and DINO feature of each ray; `scale_m` is each
+        sample's physical scale."""
         bottleneck = self.language_bottleneck(pos)
         out = {"clip": self.composite_clip(bottleneck, w, scale_m)}
         if self.language.dino_head is not None:

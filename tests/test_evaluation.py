@@ -270,7 +270,13 @@ def test_iou_worked_example():
     pred[0, 0:4] = True  # 4 pixels
     gt[0, 1:4] = gt[1, 0:3] = True  # 6 pixels, 3 shared
     assert seg.iou(pred, gt) == pytest.approx(3 / 7)
-    assert seg.iou(torch.zeros(2, 2, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.bool)) == 1.0
+    # LangSplat: 0 / 0 is NaN, and the pair is left out of the means
+    assert math.isnan(seg.iou(torch.zeros(2, 2, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.bool)))
+    results = [seg.SegmentationResult("cup", "a", 0.5, 0), seg.SegmentationResult("cup", "b", float("nan"), 0),
+               seg.SegmentationResult("bowl", "a", 0.0, 0)]
+    summary = seg.summarize_segmentation(results)
+    assert summary["miou"] == pytest.approx(0.25) and summary["num_undefined"] == 1
+    assert summary["per_category"][""]["cup"] == pytest.approx(0.5) and summary["results"][1]["iou"] is None
 
 
 def test_segment_worked_example():

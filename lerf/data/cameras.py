@@ -37,6 +37,12 @@ class Cameras:
                        self.cx_px.to(device), self.cy_px.to(device), self.width, self.height,
                        self.distortion.to(device))
 
+    def resized(self, width: int, height: int) -> "Cameras":
+        """The same cameras rendering `width` x `height` images (intrinsics scaled)."""
+        sx, sy = width / self.width, height / self.height
+        return Cameras(self.c2w, self.fx_px * sx, self.fy_px * sy, self.cx_px * sx, self.cy_px * sy, width, height,
+                       self.distortion)
+
     def subset(self, index: list[int]) -> "Cameras":
         idx = torch.as_tensor(index, dtype=torch.long)
         return Cameras(self.c2w[idx], self.fx_px[idx], self.fy_px[idx], self.cx_px[idx], self.cy_px[idx],

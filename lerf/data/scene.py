@@ -40,6 +40,10 @@ class SceneData:
     labels: Optional[dict[int, str]] = None  # object id -> name, demo scene only
     labels_dir: Optional[Path] = None  # LabelMe-style eval labels, when the scene has them
 
+    def to_world(self, points: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
+        """Normalised scene positions back to the frame and units of transforms.json."""
+        return points / self.scale_factor + self.center_world
+
     @property
     def height(self) -> int:
         return self.cameras.height

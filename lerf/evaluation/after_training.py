@@ -13,6 +13,7 @@ from lerf.evaluation.language_eval import evaluate_localization, evaluate_segmen
 from lerf.evaluation.views import evaluate_views
 from lerf.model import LerfModel
 from lerf.query.engine import QueryEngine
+from lerf.query.visibility import load_visibility
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ def evaluate_trained(model: LerfModel, scene: SceneData, text_encoder: Optional[
     field, localization (LERF protocol) and segmentation (lerf_ovs) written into run_dir."""
     summary = evaluate_views(model, scene, run_dir / "eval", cfg.trainer.eval_chunk)
     if cfg.trainer.eval_language and text_encoder is not None and scene.labels_dir is not None:
-        engine = QueryEngine(model, text_encoder, cfg.relevancy, cfg.trainer.eval_chunk)
+        visibility = load_visibility(run_dir, cfg.relevancy.visibility_min_views)
+        engine = QueryEngine(model, text_encoder, cfg.relevancy, cfg.trainer.eval_chunk, visibility=visibility)
         loc = evaluate_localization(engine, scene, cfg.scene.name, run_dir)
         seg = evaluate_segmentation(engine, scene, cfg.scene.name, run_dir)
         log.info("localization %.3f over %d queries, mIoU %.3f", loc["overall"], loc["num_queries"], seg["miou"])

@@ -16,22 +16,34 @@ from lerf.evaluation.segmentation import segment, summarize_segmentation
 from lerf.query.engine import QueryEngine
 
 
-def _labelled_maps(engine: QueryEngine, scene, labels: Optional[str], desc: str):
-    """Yield (view name, category, label, relevancy maps at the label's size) for every query."""
+LEVELS = ("chosen_scale", "all_scales")
+
+
+def _labelled_maps(engine: QueryEngine, scene, labels: Optional[str], desc: str, levels: str):
+    """Yield (view name, category, label, relevancy maps at the label's size) for every query.
+
+    levels="chosen_scale" (default): the one map at LERF's own chosen scale (the highest raw
+    peak, LERF §3.4); "all_scales": every searched scale as a protocol "level", so that the
+    lerf_ovs protocol picks a scale again from its smoothed maps.
+    """
+    if levels not in LEVELS:
+        raise ValueError(f"levels must be one of {LEVELS}, got '{levels}'")
     for frame, cam in tqdm(labelled_views(scene, labels), desc=desc, leave=False):
         view = Path(frame.frame_name).stem
         for category, label in frame.categories.items():
             q = engine.query(category, scene.cameras, cam)
-            yield frame, view, category, label, maps_at_label_size(q.maps, frame.height, frame.width)
+            maps = q.maps if levels == "all_scales" else q.relevancy[None]
+            yield frame, view, category, label, maps_at_label_size(maps, frame.height, frame.width)
 
 
 def evaluate_localization(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
-                          labels: Optional[str] = None, protocol: str = "lerf", smooth_k: int = LERF_OVS_SMOOTH_K) -> dict:
+                          labels: Optional[str] = None, protocol: str = "lerf", smooth_k: int = LERF_OVS_SMOOTH_K,
+                          levels: str = "chosen_scale") -> dict:
     results = [localize(maps, label.boxes, protocol=protocol, smooth_k=smooth_k, query=category, view=view,
                         scene=scene_name)
-               for _, view, category, label, maps in _labelled_maps(engine, scene, labels, "localization")]
+               for _, view, category, label, maps in _labelled_maps(engine, scene, labels, "localization", levels)]
     summary = summarize_localization(results)
-    summary["protocol"] = protocol
+    summary["protocol"], summary["levels"] = protocol, levels
     if protocol == "lerf_ovs":
         summary["smooth_k"] = smooth_k
     write_report(summary, out_dir / "localization.json", out_dir / "localization.md")
@@ -40,9 +52,9 @@ def evaluate_localization(engine: QueryEngine, scene, scene_name: str, out_dir: 
 
 def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
                           labels: Optional[str] = None, threshold: float = 0.4, save_masks: bool = False,
-                          smooth_k: int = LERF_OVS_SMOOTH_K) -> dict:
+                          smooth_k: int = LERF_OVS_SMOOTH_K, levels: str = "chosen_scale") -> dict:
     results = []
-    for frame, view, category, label, maps in _labelled_maps(engine, scene, labels, "segmentation"):
+    for frame, view, category, label, maps in _labelled_maps(engine, scene, labels, "segmentation", levels):
         result, pred = segment(maps, label.mask(frame.height, frame.width), threshold=threshold, smooth_k=smooth_k,
                                query=category, view=view, scene=scene_name)
         results.append(result)
@@ -52,6 +64,6 @@ def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: 
             safe = "".join(c if c.isalnum() else "_" for c in category)
             iio.imwrite(folder / f"{view}_{safe}.png", pred.numpy().astype(np.uint8) * 255)
     summary = summarize_segmentation(results)
-    summary["threshold"], summary["smooth_k"] = threshold, smooth_k
+    summary["threshold"], summary["smooth_k"], summary["levels"] = threshold, smooth_k, levels
     write_report(summary, out_dir / "segmentation.json", out_dir / "segmentation.md")
     return summary

@@ -66,6 +66,8 @@ class LabelledEvalArgs:
     out: Optional[str] = None  # default: the run dir
     # LangSplat's 30x30 mean filter was set for ~1000-px renders; scale it for other sizes.
     smooth_k: int = LERF_OVS_SMOOTH_K
+    # The protocol's input: the map at LERF's chosen scale, or every searched scale as a level.
+    levels: str = "chosen_scale"  # chosen_scale | all_scales
     device: str = "auto"
     chunk: int = 4096
 

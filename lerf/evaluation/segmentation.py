@@ -19,6 +19,8 @@ Steps, as in LangSplat's ``eval/evaluate_iou_loc.py::activate_stream`` (facts, r
 """
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from collections.abc import Sequence
@@ -101,13 +103,20 @@ def relevancy_to_mask(
 
 
 def iou(pred: Bool[Tensor, "h w"], gt: Bool[Tensor, "h w"]) -> float:
-    """|pred & gt| / |pred | gt|; 1.0 when both are empty (they agree everywhere).
+    """|pred & gt| / |pred | gt|; NaN when both are empty (0 / 0, as in LangSplat's
+    evaluation, which then leaves the pair out of every mean).
 
     Example: pred covers 4 pixels, gt 6, 3 shared -> 3 / 7.
     """
     pred, gt = torch.as_tensor(pred, dtype=torch.bool), torch.as_tensor(gt, dtype=torch.bool)
     union = int((pred | gt).sum())
-    return 1.0 if union == 0 else int((pred & gt).sum()) / union
+    return float("nan") if union == 0 else int((pred & gt).sum()) / union
+
+
+def _mean(values: Sequence[float]) -> float:
+    """Mean over the defined IoUs (NaN pairs left out); NaN when none is defined."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else float("nan")
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,8 @@ def summarize_segmentation(results: Sequence[SegmentationResult]) -> dict:
     """mIoU pooled over all queries, per scene, and mean IoU per category and per view.
 
     Example: IoUs 0.5 and 1.0 for "cup" in two views and 0.0 for "bowl" -> per_category
-    {"cup": 0.75, "bowl": 0.0}, miou (pooled over the 3 queries) 0.5.
+    {"cup": 0.75, "bowl": 0.0}, miou (pooled over the 3 queries) 0.5. A NaN IoU (prediction and
+    label both empty) is left out of every mean and counted in `num_undefined`.
     """
     if not results:
         raise ValueError("no segmentation results to summarize")
@@ -154,15 +164,17 @@ def summarize_segmentation(results: Sequence[SegmentationResult]) -> dict:
         per_scene[r.scene].append(r.iou)
         per_view[r.scene][r.view].append(r.iou)
         per_category[r.scene][r.query].append(r.iou)
-    scene_miou = {s: float(np.mean(v)) for s, v in per_scene.items()}
+    scene_miou = {s: _mean(v) for s, v in per_scene.items()}
     return {
-        "miou": float(np.mean([r.iou for r in results])),
-        "mean_over_scenes": float(np.mean(list(scene_miou.values()))),
+        "miou": _mean([r.iou for r in results]),
+        "mean_over_scenes": _mean(list(scene_miou.values())),
         "num_queries": len(results),
+        "num_undefined": sum(math.isnan(r.iou) for r in results),
         "per_scene": scene_miou,
-        "per_view": {s: {v: float(np.mean(x)) for v, x in d.items()} for s, d in per_view.items()},
+        "per_view": {s: {v: _mean(x) for v, x in d.items()} for s, d in per_view.items()},
         "per_category": {
-            s: {c: float(np.mean(x)) for c, x in d.items()} for s, d in per_category.items()
+            s: {c: _mean(x) for c, x in d.items()} for s, d in per_category.items()
         },
-        "results": [asdict(r) for r in results],
+        # JSON has no NaN: an undefined IoU is written as null.
+        "results": [{**asdict(r), "iou": None if math.isnan(r.iou) else r.iou} for r in results],
     }

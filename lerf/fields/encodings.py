@@ -48,6 +48,19 @@ def to_unit_cube(x: Float[Tensor, "n 3"], bounded: bool, bound: float) -> Float[
     return (contract(x) + 2) / 4
 
 
+def uncontract(c: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
+    """Inverse of `contract` for ||c||_inf < 2. Example: (1.75, 0, 0) -> (4, 0, 0)."""
+    mag = c.abs().amax(-1, keepdim=True).clamp_min(1e-9)
+    return torch.where(mag <= 1, c, c / mag / (2 - mag).clamp_min(1e-6))
+
+
+def from_unit_cube(u: Float[Tensor, "n 3"], bounded: bool, bound: float) -> Float[Tensor, "n 3"]:
+    """Inverse of `to_unit_cube`: the hash grid's [0, 1]^3 back to positions (normalised units)."""
+    if bounded:
+        return (2 * u - 1) * bound
+    return uncontract(4 * u - 2)
+
+
 class _TruncExp(torch.autograd.Function):
     # exp() whose gradient is clamped: densities start tiny but must not blow up (Instant-NGP).
     @staticmethod

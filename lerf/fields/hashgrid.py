@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib
 import logging
 import math
-from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int

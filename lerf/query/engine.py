@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from jaxtyping import Float
@@ -22,6 +23,7 @@ from lerf.data.cameras import Cameras
 from lerf.query.relevancy import (TextEmbeddings, best_scale, relevancy, render_clip_factors, render_embeddings,
                                   scale_values, validate_prompt)
 from lerf.query.render import render_view
+from lerf.query.visibility import VisibilityGrid
 
 
 @dataclass
@@ -32,7 +34,7 @@ class ViewRender:
     # Prompt-independent factors of the unit CLIP embeddings at every scale (see
     # relevancy.render_clip_factors): exact, and hidden-width instead of CLIP-width.
     hidden: Float[Tensor, "n s hid"]  # stored at cache_dtype
-    weight_sum: Float[Tensor, " n"]
+    weight_sum: Float[Tensor, "n s"]
     norms: Float[Tensor, "n s"]
 
     @property
@@ -60,7 +62,8 @@ class QueryResult:
 
 class QueryEngine:
     def __init__(self, model, text_encoder, cfg: RelevancyConfig, chunk: int = 4096,
-                 cache_dtype: torch.dtype | None = None, max_cached_views: int = 8):
+                 cache_dtype: torch.dtype | None = None, max_cached_views: int = 8,
+                 visibility: Optional[VisibilityGrid] = None):
         if model.language is None:
             raise ValueError("this run has no language field (model.language.enabled=false): nothing to query")
         self.model = model.eval()
@@ -68,6 +71,8 @@ class QueryEngine:
         self.chunk = chunk
         self.texts = TextEmbeddings(text_encoder, cfg)
         self.scales = scale_values(cfg)
+        # Samples seen by too few training views add no relevancy (None: no filter).
+        self.visible = visibility.visible if (visibility is not None and cfg.visibility_filter) else None
         # fp16 halves the cache on a GPU (tensor cores read it directly); CPUs have no fast fp16
         # product, so there the cache stays fp32 and the cached path stays exact.
         self.cache_dtype = cache_dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
@@ -86,13 +91,13 @@ class QueryEngine:
 
         def factors(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
             # The cache stays on the model's device: on a GPU a new prompt never leaves it.
-            big_h, a, n = render_clip_factors(self.model, out, scales)
-            return {"hidden": big_h.transpose(0, 1).to(self.cache_dtype), "weight_sum": a, "norms": n.T}
+            big_h, a, n = render_clip_factors(self.model, out, scales, self.visible)
+            return {"hidden": big_h.transpose(0, 1).to(self.cache_dtype), "weight_sum": a.T, "norms": n.T}
 
         r = render_view(self.model, cameras, cam, self.chunk, extras=factors)
         n = cameras.height * cameras.width
         return ViewRender(r["rgb"], r["depth_m"], r["accumulation"], r["hidden"].reshape(n, len(scales), -1),
-                          r["weight_sum"].reshape(n), r["norms"].reshape(n, len(scales)))
+                          r["weight_sum"].reshape(n, len(scales)), r["norms"].reshape(n, len(scales)))
 
     def view(self, cameras: Cameras, cam: int, key: object = None) -> ViewRender:
         """The cached render of a view (rendered on first use)."""
@@ -122,9 +127,11 @@ class QueryEngine:
             sims = torch.matmul(render.hidden, t_w.T.to(render.hidden.dtype)).float()  # [n, s, t]
         else:  # CPUs have no fast fp16 product: (up)cast a block of rays at a time to bound memory
             sims = torch.cat([block.float() @ t_w.T for block in render.hidden.split(4096)])
-        sims = (sims + render.weight_sum[:, None, None] * t_c) / render.norms.clamp_min(1e-12)[..., None]
+        sims = (sims + render.weight_sum[..., None] * t_c) / render.norms.clamp_min(1e-12)[..., None]
         diff = sims[..., :1] - sims[..., 1:]
-        return torch.sigmoid(self.cfg.temperature * diff).amin(-1).T.cpu()
+        rel = torch.sigmoid(self.cfg.temperature * diff).amin(-1)
+        # A ray with no visible language weight has a zero embedding: relevancy 0 (as `relevancy`).
+        return torch.where(render.norms > 0, rel, torch.zeros_like(rel)).T.cpu()
 
     def _result(self, prompt: str, maps: Float[Tensor, "s h w"]) -> QueryResult:
         idx, _ = best_scale(maps.reshape(maps.shape[0], -1))
@@ -142,7 +149,7 @@ class QueryEngine:
         scales = self.scales.to(self.device)
 
         def maps(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
-            e = render_embeddings(self.model, out, scales).float().cpu()
+            e = render_embeddings(self.model, out, scales, self.visible).float().cpu()
             return {"maps": torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature)
                                          for es in e], -1)}
 

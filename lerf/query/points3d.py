@@ -4,7 +4,7 @@ seen from a single view survive there)."""
 from __future__ import annotations
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
@@ -34,27 +34,23 @@ def project(cameras: Cameras, cam: int, points: Float[Tensor, "n 3"]
 
 
 def visibility_counts(points: Float[Tensor, "n 3"], cameras: Cameras, views: list[int],
-                      depth_m: Float[Tensor, "v h w"], scale_factor: float, rel_tol: float = 0.03
-                      ) -> Int[Tensor, " n"]:
+                      depth_m: Float[Tensor, "v h w"], scale_factor: float, rel_tol: float = 0.03,
+                      slack: float = 0.0) -> Int[Tensor, " n"]:
     """How many of `views` see each point: inside the image, in front of the camera, and not
-    hidden — its depth agrees with that view's rendered depth within `rel_tol`.
+    hidden — no deeper than that view's rendered depth, up to `rel_tol` (relative) plus `slack`
+    (normalised units).
 
     `depth_m` holds each view's rendered camera-z depth in world units (`render_view`). Example:
-    a point on a surface that a view renders at the same depth counts; one behind it does not.
+    a point on a surface, or in the free space before it, counts; one behind it does not.
     """
     counts = torch.zeros(points.shape[0], dtype=torch.long)
     h, w = cameras.height, cameras.width
+    slack_m = to_metres(torch.tensor(slack), scale_factor)
     for k, cam in enumerate(views):
         u, v, z = project(cameras, cam, points)
         inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         col = u.clamp(0, w - 1).long()
         row = v.clamp(0, h - 1).long()
         surface = depth_m[k][row, col]
-        z = to_metres(z, scale_factor)
-        counts += (inside & ((z - surface).abs() <= rel_tol * z.abs())).long()
+        counts += (inside & (to_metres(z, scale_factor) <= surface * (1 + rel_tol) + slack_m)).long()
     return counts
-
-
-def keep_visible(counts: Int[Tensor, " n"], min_views: int) -> Bool[Tensor, " n"]:
-    """LERF's 3D query keeps points seen by at least `min_views` training views (5 by default)."""
-    return counts >= min_views

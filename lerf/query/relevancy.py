@@ -1,7 +1,7 @@
 """Relevancy of rendered CLIP embeddings to a text query (LERF §3.4), and the scale search."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from jaxtyping import Float
@@ -17,10 +17,12 @@ def relevancy(
 
     All vectors are unit-normalised. Two-way softmax = sigmoid(T·(sim_q − sim_c)). Example: a
     query equal to a canonical phrase gives 0.5 wherever that phrase is the hardest negative.
+    An all-zero embedding (a ray with no visible language weight) has relevancy 0.
     """
     sim_q = embeds @ query  # [n]
     sim_c = embeds @ canon.T  # [n, c]
-    return torch.sigmoid(temperature * (sim_q[:, None] - sim_c)).amin(dim=-1)
+    rel = torch.sigmoid(temperature * (sim_q[:, None] - sim_c)).amin(dim=-1)
+    return torch.where(embeds.abs().amax(-1) > 0, rel, torch.zeros_like(rel))
 
 
 def scale_values(cfg: RelevancyConfig) -> Float[Tensor, " s"]:
@@ -61,8 +63,12 @@ def validate_prompt(prompt: str) -> str:
     return prompt.strip()
 
 
+# visible(unit-cube positions [n, 3]) -> bool [n]: whether enough training views saw each sample
+Visible = Callable[[Tensor], Tensor]
+
+
 def relevancy_renderer(model, text_encoder, prompt: str, cfg: RelevancyConfig) -> Callable:
-    """A `language` callback for `render_view`: relevancy of one prompt at the best scale.
+    """An `extras` callback for `render_view`: relevancy of one prompt at the best scale.
 
     Used for TensorBoard images: every scale is rendered per chunk and the best scale chosen
     per chunk, which is cheap and close enough for a progress picture (query.py searches the
@@ -81,33 +87,48 @@ def relevancy_renderer(model, text_encoder, prompt: str, cfg: RelevancyConfig) -
     return fn
 
 
-def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"]) -> Float[Tensor, "s r d"]:
-    """Rendered, unit-norm CLIP embeddings of rays `out` at each scale; geometry and the
-    bottleneck are shared across scales, only the CLIP head runs per scale."""
-    pos, w = model.language_samples(out, model.cfg.language.samples_per_ray)
-    bottleneck = model.language_bottleneck(pos)
-    ones = torch.ones(w.shape[0], device=w.device)
-    return torch.stack([model.composite_clip(bottleneck, w, ones * float(s)) for s in scales_m.tolist()])
+def query_samples(model, out: dict[str, Tensor], visible: Optional[Visible] = None
+                  ) -> tuple[Float[Tensor, "rk b"], Float[Tensor, "r k"]]:
+    """Bottleneck features and weights of the language samples of rays `out`. A sample that too
+    few training views saw (`visible` false) gets weight 0: it adds no relevancy (LERF §3.4)."""
+    pos, w, _ = model.language_samples(out, model.cfg.language.samples_per_ray)
+    if visible is not None:
+        w = w * visible(model.unit_coords(pos.reshape(-1, 3))).reshape(w.shape).to(w.dtype)
+    return model.language_bottleneck(pos), w
 
 
-def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"]
-                        ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, " r"], Float[Tensor, "s r"]]:
+def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"],
+                      visible: Optional[Visible] = None) -> Float[Tensor, "s r d"]:
+    """Rendered, unit-norm CLIP embeddings of rays `out` at each scale (zero for a ray with no
+    visible weight); geometry and the bottleneck are shared across scales, only the CLIP head
+    runs per scale. Every sample of a query takes the searched scale (as in the authors' code)."""
+    bottleneck, w = query_samples(model, out, visible)
+    return torch.stack([model.composite_clip(bottleneck, w, torch.full_like(w, float(s))) for s in scales_m.tolist()])
+
+
+def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"],
+                        visible: Optional[Visible] = None
+                        ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, "s r"], Float[Tensor, "s r"]]:
     """Prompt-independent factors of the rendered embeddings, exact and smaller than them.
 
-    The CLIP head ends in a linear layer (W, c), so a ray's unnormalised embedding is
-    sum_k w_k (W h_k + c) = W·H + c·A with H = sum_k w_k h_k (hidden width) and A = sum_k w_k.
-    Returns H per scale, A, and the norm ||W·H + c·A|| per scale; a text t then scores
-    (t·W)·H + (t·c)·A, divided by the norm — the same as t·normalize(embedding).
+    The CLIP head ends in a linear layer (W, c): sample k's output is W h_k + c. With per-sample
+    normalisation each is divided by n_k = ||W h_k + c|| (prompt-independent) before the weighted
+    sum, so a ray's unnormalised embedding is W·H + c·A with H = sum_k (w_k/n_k) h_k (hidden
+    width) and A = sum_k w_k/n_k (n_k = 1 without it). Returns H and A per scale, and the norm
+    ||W·H + c·A|| per scale; a text t then scores ((t·W)·H + (t·c)·A) / norm — the same as
+    t·normalize(embedding).
     """
-    pos, w = model.language_samples(out, model.cfg.language.samples_per_ray)
-    bottleneck = model.language_bottleneck(pos)
+    bottleneck, w = query_samples(model, out, visible)
     r, k = w.shape
     layer = model.language.clip_out
-    acc = w.sum(-1)
-    hidden, norms = [], []
+    normalize = model.cfg.language.normalize_samples
+    hidden, wsums, norms = [], [], []
     for s in scales_m.tolist():
-        h = model.language.clip_hidden(bottleneck, torch.full((r * k,), float(s), device=w.device))
-        big_h = torch.einsum("rk,rkh->rh", w, h.reshape(r, k, -1))
+        h = model.language.clip_hidden(bottleneck, model.scale_input(torch.full((r * k,), float(s), device=w.device)))
+        wk = w / layer(h).norm(dim=-1).reshape(r, k).clamp_min(1e-12) if normalize else w
+        big_h = torch.einsum("rk,rkh->rh", wk, h.reshape(r, k, -1))
+        a = wk.sum(-1)
         hidden.append(big_h)
-        norms.append((layer(big_h) - layer.bias + layer.bias * acc[:, None]).norm(dim=-1))
-    return torch.stack(hidden), acc, torch.stack(norms)
+        wsums.append(a)
+        norms.append((big_h @ layer.weight.T + a[:, None] * layer.bias).norm(dim=-1))
+    return torch.stack(hidden), torch.stack(wsums), torch.stack(norms)

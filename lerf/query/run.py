@@ -4,13 +4,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from lerf.checkpoint import load_checkpoint
-from lerf.config import TrainConfig
+from lerf.config import RelevancyConfig, TrainConfig
 from lerf.data.scene import SceneData, load_scene
 from lerf.device import resolve_device
 from lerf.encoders.factory import clip_encoder_for
 from lerf.model import LerfModel
+from lerf.query.visibility import VISIBILITY_FILE, VisibilityGrid, build_visibility, load_visibility
 
 log = logging.getLogger(__name__)
 
@@ -22,16 +24,29 @@ class LoadedRun:
     model: LerfModel
     scene: SceneData
     step: int
+    scale_range_m: Optional[list[float]] = None  # physical scales training supervised
 
     def text_encoder(self):
         """The CLIP encoder the run was supervised with (text side only is used)."""
         return clip_encoder_for(self.cfg.encoder, self.scene, next(self.model.parameters()).device)
 
+    def visibility(self, chunk: int = 4096) -> VisibilityGrid:
+        """The grid training stored; built in memory (never written into the run) when missing."""
+        grid = load_visibility(self.run_dir, self.cfg.relevancy.visibility_min_views)
+        if grid is None:
+            log.info("%s has no %s (training did not finish?): building the visibility grid in memory",
+                     self.run_dir, VISIBILITY_FILE)
+            grid = build_visibility(self.model, self.scene.cameras, list(self.scene.train_idx), self.cfg.relevancy,
+                                    chunk)
+        return grid
+
     def engine(self, chunk: int = 4096):
-        """The cached query engine over this run's model and text encoder."""
+        """The cached query engine over this run's model, text encoder and visibility grid."""
         from lerf.query.engine import QueryEngine
 
-        return QueryEngine(self.model, self.text_encoder(), self.cfg.relevancy, chunk)
+        warn_scale_range(self.cfg.relevancy, self.scale_range_m)
+        visibility = self.visibility(chunk) if self.cfg.relevancy.visibility_filter else None
+        return QueryEngine(self.model, self.text_encoder(), self.cfg.relevancy, chunk, visibility=visibility)
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
@@ -43,4 +58,15 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     scene = load_scene(ckpt.config.scene, generate=False)
     model = ckpt.build_model(dev)
     log.info("loaded %s (step %d)", run_dir, ckpt.step)
-    return LoadedRun(run_dir, ckpt.config, model, scene, ckpt.step)
+    return LoadedRun(run_dir, ckpt.config, model, scene, ckpt.step, ckpt.scale_range_m)
+
+
+def warn_scale_range(cfg: RelevancyConfig, trained: Optional[list[float]]) -> bool:
+    """Warn (and return True) when the searched scales miss every scale training saw — e.g.
+    poses in non-metric units without scene.metres_per_unit."""
+    if trained is None or (cfg.scale_min_m <= trained[1] and trained[0] <= cfg.scale_max_m):
+        return False
+    log.warning("the query searches scales %.3g-%.3g m but training supervised %.3g-%.3g m: relevancy will be "
+                "meaningless; are the poses metric? (set scene.metres_per_unit)", cfg.scale_min_m,
+                cfg.scale_max_m, trained[0], trained[1])
+    return True

@@ -27,13 +27,14 @@ def interlevel_loss(
     prop_edges: Float[Tensor, "rays k_plus_1"], prop_weights: Float[Tensor, "rays k"], eps: float = 1e-7,
 ) -> Tensor:
     """mip-NeRF 360 eq. 13: proposal weights must bound the NeRF's; only the proposal learns.
+    Averaged over rays and samples, as nerfstudio's `interlevel_loss` does.
 
-    Example: NeRF weight 0.5 in a bin whose overlapping proposal weight is 0.3 costs
-    (0.5 - 0.3)^2 / 0.5 = 0.08; where the proposal already covers it, 0.
+    Example: NeRF weights (0.5, 0) in bins whose overlapping proposal weights are (0.3, 0.3)
+    cost ((0.5 - 0.3)^2 / 0.5 + 0) / 2 = 0.04; where the proposal already covers them, 0.
     """
     w = weights.detach()
     outer = outer_weights(edges.detach(), prop_edges.detach(), prop_weights)
-    return ((w - outer).clamp_min(0.0) ** 2 / (w + eps)).sum(-1).mean()
+    return ((w - outer).clamp_min(0.0) ** 2 / (w + eps)).mean()
 
 
 def distortion_loss(edges: Float[Tensor, "rays n_plus_1"], weights: Float[Tensor, "rays n"]) -> Tensor:

@@ -82,20 +82,48 @@ def clip_loss(pred: Float[Tensor, "r d"], target: Float[Tensor, "r d"], kind: st
     raise ValueError(f"model.language.clip_loss must be huber or cosine, got '{kind}'")
 
 
+SCALE_MODES = ("depth", "ray_depth", "crop_frac", "none")
+
+
+def training_scales(mode: str, fracs: Float[Tensor, " r"], crop_px_over_f: Float[Tensor, " r"],
+                    t_samples: Float[Tensor, "r k"], t_ray: Float[Tensor, " r"], z_per_t: Float[Tensor, " r"],
+                    scale_factor: float) -> Float[Tensor, "r k"]:
+    """The physical scale each language sample of a training ray is supervised at.
+
+    "depth" (LERF §3.1): the crop's frustum at each sample's own z-depth, crop_px / f · z_k
+    metres. Example: a 32 px crop, f = 160 px, samples at z = 1 m and 2 m -> 0.2 m and 0.4 m.
+    "ray_depth" uses the ray's expected depth for all its samples; "crop_frac" the crop's fraction
+    of the image height (no depth); "none" 0 (the head's scale input is off).
+    """
+    k = t_samples.shape[1]
+    if mode == "depth":
+        return crop_size_m(crop_px_over_f[:, None], ray_t_to_depth_m(t_samples, z_per_t[:, None], scale_factor))
+    if mode == "ray_depth":
+        return crop_size_m(crop_px_over_f, ray_t_to_depth_m(t_ray, z_per_t, scale_factor))[:, None].expand(-1, k)
+    if mode == "crop_frac":
+        return fracs[:, None].expand(-1, k)
+    if mode == "none":
+        return torch.zeros_like(t_samples)
+    raise ValueError(f"model.language.scale_mode must be one of {SCALE_MODES}, got '{mode}'")
+
+
 def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: LanguageSupervision,
                     generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
     lcfg = model.cfg.language
     device = batch.u.device
     fracs = sample_crop_fracs(batch.u.shape[0], sup, generator).to(device)
     crop_px_over_f = fracs * sup.image_height / sup.fy_px[batch.image_idx]
-    depth_m = ray_t_to_depth_m(out["depth"].detach(), batch.z_per_t, model.geometry.scale_factor)
-    scale_m = crop_size_m(crop_px_over_f, depth_m)
-    pos, w = model.language_samples(out, lcfg.samples_per_ray)
+    pos, w, t = model.language_samples(out, lcfg.samples_per_ray)
+    scale_m = training_scales(lcfg.scale_mode, fracs, crop_px_over_f, t, out["depth"].detach(), batch.z_per_t,
+                              model.geometry.scale_factor)
     pred = model.render_language(pos, w, scale_m)
     target = sup.clip_pyramid.lookup(batch.image_idx, batch.u, batch.v, fracs).to(device)
     loss_clip = clip_loss(pred["clip"], target, lcfg.clip_loss, lcfg.huber_delta)
     total = lcfg.clip_weight * loss_clip
-    logs = {"loss/clip": loss_clip.item()}
+    # The physical scales this batch was supervised at (5th/95th percentile): the checkpoint keeps
+    # their range so a query can warn when it searches scales training never saw.
+    lo, hi = torch.quantile(scale_m.detach().reshape(-1).float().cpu(), torch.tensor([0.05, 0.95])).tolist()
+    logs = {"loss/clip": loss_clip.item(), "scale_m/p05": lo, "scale_m/p95": hi}
     if "dino" in pred and sup.dino_maps is not None:
         dino_target = sup.dino_maps.lookup(batch.image_idx, batch.u, batch.v).to(device)
         loss_dino = ((pred["dino"] - dino_target) ** 2).sum(-1).mean()

@@ -18,6 +18,7 @@ from lerf.config import TrainConfig, to_plain, to_typed
 from lerf.data.scene import SceneData, load_scene
 from lerf.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
+from lerf.query.visibility import build_visibility, save_visibility
 from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
 from lerf.train.provenance import write_provenance
@@ -95,6 +96,13 @@ class Run:
     generator: torch.Generator
     start: int = 0
     time_before: float = 0.0  # training seconds of earlier sessions of this run
+    scale_range_m: Optional[list[float]] = None  # [low, high] physical scales supervised so far
+
+    def note_scales(self, logs: dict) -> None:
+        if "scale_m/p05" in logs:
+            lo, hi = logs["scale_m/p05"], logs["scale_m/p95"]
+            old = self.scale_range_m or [lo, hi]
+            self.scale_range_m = [min(old[0], lo), max(old[1], hi)]
 
     @property
     def dims(self) -> dict[str, int]:
@@ -105,7 +113,7 @@ class Run:
         ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
             step=step, config=self.cfg, geometry=self.geometry, dims=self.dims, model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            rng=ckpt.rng_state(self.generator), train_time_s=train_time_s))
+            rng=ckpt.rng_state(self.generator), train_time_s=train_time_s, scale_range_m=self.scale_range_m))
 
 
 def _resume_target(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, Path, Optional[ckpt.Checkpoint]]:
@@ -142,7 +150,7 @@ def setup(cfg: TrainConfig, run_dir: Path) -> Run:
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         ckpt.restore_rng(state.rng, generator)
-        run.start, run.time_before = state.step, state.train_time_s
+        run.start, run.time_before, run.scale_range_m = state.step, state.train_time_s, state.scale_range_m
     return run
 
 
@@ -173,6 +181,7 @@ def train_steps(run: Run, writer) -> float:
     for step in bar:
         batch = sampler.sample(tcfg.rays_per_batch, run.generator)
         loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
+        run.note_scales(logs)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -187,6 +196,14 @@ def train_steps(run: Run, writer) -> float:
             run.save(done, run.time_before + time.perf_counter() - t0)
     bar.close()
     return time.perf_counter() - t0
+
+
+def _save_visibility(run: Run) -> None:
+    """The visibility grid queries filter with (LERF §3.4), from the training views' depths."""
+    run.model.eval()
+    grid = build_visibility(run.model, run.scene.cameras, list(run.scene.train_idx), run.cfg.relevancy,
+                            run.cfg.trainer.eval_chunk)
+    log.info("visibility grid -> %s", save_visibility(grid, run.run_dir))
 
 
 def _final_eval(run: Run, summary: dict, evaluate: Evaluate, writer) -> None:
@@ -208,6 +225,8 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path, evaluate: Optional[Evalu
     writer = SummaryWriter(str(run.run_dir / "tensorboard"))
     tcfg = run.cfg.trainer
     session_time = train_steps(run, writer)
+    if run.model.language is not None:
+        _save_visibility(run)
     if tcfg.max_steps <= run.start:
         log.info("nothing to train: checkpoint is at step %d, max_steps %d", run.start, tcfg.max_steps)
     # Training time accumulates over resumes (setup and the final evaluation excluded).

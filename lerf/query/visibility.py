@@ -1,0 +1,90 @@
+"""Visibility filtering (LERF §3.4: "discard samples observed by insufficient training views").
+
+After training, one grid over the hash grid's unit cube counts, per cell, the training views that
+see the cell's centre: inside the view's frustum and not hidden behind that view's rendered
+depth. Queries look a sample up in the grid, so their cost does not grow with the number of
+training views; a sample whose cell fewer than `min_views` views saw adds no relevancy. 2D maps,
+evaluation, videos, the viewer and the `.ply` export all use the same grid.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm import tqdm
+
+from lerf.config import RelevancyConfig
+from lerf.data.cameras import Cameras
+from lerf.fields.encodings import from_unit_cube
+from lerf.query.points3d import visibility_counts
+from lerf.query.render import render_view
+
+log = logging.getLogger(__name__)
+
+VISIBILITY_FILE = "visibility.pt"
+
+
+@dataclass
+class VisibilityGrid:
+    counts: Int[Tensor, "g g g"]  # training views that see each cell (x fastest along the last axis)
+    min_views: int
+
+    def visible(self, x_unit: Float[Tensor, "n 3"]) -> Bool[Tensor, " n"]:
+        """Whether at least `min_views` training views saw the cell of each unit-cube position."""
+        g = self.counts.shape[0]
+        cell = (x_unit.clamp(0.0, 1.0) * g).long().clamp_max(g - 1)
+        counts = self.counts.to(x_unit.device)
+        return counts[cell[:, 2], cell[:, 1], cell[:, 0]] >= self.min_views
+
+
+def cell_centres(resolution: int) -> Float[Tensor, "n 3"]:
+    """Unit-cube centres of a resolution^3 grid, x fastest. Example: resolution 2 -> 0.25 / 0.75."""
+    axis = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    return torch.stack([x, y, z], -1).reshape(-1, 3)
+
+
+def visibility_grid_counts(model, cameras: Cameras, views: list[int], resolution: int, max_px: int,
+                           chunk: int = 4096) -> Int[Tensor, "g g g"]:
+    """Count, for every cell centre, the `views` that see it, from depths rendered at most
+    `max_px` on the long side (a visibility test needs no full-resolution depth)."""
+    factor = min(1.0, max_px / max(cameras.width, cameras.height))
+    small = cameras.resized(max(1, round(cameras.width * factor)), max(1, round(cameras.height * factor)))
+    geometry = model.geometry
+    points = from_unit_cube(cell_centres(resolution), geometry.bounded, geometry.bound)
+    # A cell is seen when any of it may be in front of the surface: allow one cell of slack
+    # (cells span 2·bound/resolution normalised units, or 4/resolution before contraction).
+    cell = 2.0 * geometry.bound / resolution if geometry.bounded else 4.0 / resolution
+    counts = torch.zeros(points.shape[0], dtype=torch.int32)
+    for cam in tqdm(views, desc="visibility grid", leave=False):
+        depth_m = render_view(model, small, cam, chunk)["depth_m"]
+        counts += visibility_counts(points, small, [cam], depth_m[None], geometry.scale_factor,
+                                    slack=cell).int()
+    return counts.reshape(resolution, resolution, resolution)
+
+
+def build_visibility(model, cameras: Cameras, views: list[int], cfg: RelevancyConfig, chunk: int = 4096
+                     ) -> VisibilityGrid:
+    counts = visibility_grid_counts(model, cameras, views, cfg.visibility_resolution, cfg.visibility_max_px, chunk)
+    return VisibilityGrid(counts, cfg.visibility_min_views)
+
+
+def save_visibility(grid: VisibilityGrid, run_dir: Path) -> Path:
+    from lerf.checkpoint import save_atomic
+
+    path = Path(run_dir) / VISIBILITY_FILE
+    save_atomic({"counts": grid.counts.to(torch.int16)}, path)
+    return path
+
+
+def load_visibility(run_dir: Path, min_views: int) -> Optional[VisibilityGrid]:
+    """The run's stored grid, or None when training did not write one (e.g. it was interrupted)."""
+    path = Path(run_dir) / VISIBILITY_FILE
+    if not path.is_file():
+        return None
+    return VisibilityGrid(torch.load(path, weights_only=True)["counts"].int(), min_views)
