@@ -14,19 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import imageio.v3 as iio
-import torch
 from omegaconf import MISSING
 from tqdm import tqdm
 
 from lerf.cli import parse_args, run
 from lerf.data.camera_path import interpolate_path
-from lerf.loading import load_run
-from lerf.query3d import backproject, keep_visible, visibility_counts
+from lerf.loading import load_run, select_views
+from lerf.query3d import PLY_MIN_VIEWS, PLY_THRESHOLD, relevant_points, training_depths
 from lerf.query_engine import QueryEngine
-from lerf.query_outputs import check_writable, overlay, prompt_dirname, save_query, write_ply
+from lerf.query_outputs import check_writable, overlay, prompt_dirname, save_query, write_ply, write_video
 from lerf.relevancy import validate_prompt
-from lerf.renderer import colorize, render_view, to_uint8
+from lerf.renderer import to_uint8
 
 log = logging.getLogger("query")
 
@@ -43,25 +41,8 @@ class QueryArgs:
     video: bool = False  # render a camera path through the selected views
     video_frames: int = 48
     ply: bool = False  # 3D query: relevant points kept only where >= ply_min_views training views see them
-    ply_threshold: float = 0.6
-    ply_min_views: int = 5
-
-
-def select_views(spec: str, scene) -> list[int]:
-    if spec == "eval":
-        return list(scene.eval_idx) or list(scene.train_idx[:1])
-    if spec == "train":
-        return list(scene.train_idx)
-    if spec == "all":
-        return list(range(len(scene.frame_names)))
-    try:
-        views = [int(v) for v in str(spec).split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"views must be eval|train|all or comma-separated indices, got '{spec}'") from None
-    bad = [v for v in views if not 0 <= v < len(scene.frame_names)]
-    if bad or not views:
-        raise SystemExit(f"views {bad or spec} out of range: the scene has frames 0..{len(scene.frame_names) - 1}")
-    return views
+    ply_threshold: float = PLY_THRESHOLD
+    ply_min_views: int = PLY_MIN_VIEWS
 
 
 def prompts_of(value: Any) -> list[str]:
@@ -81,36 +62,21 @@ def run_video(engine, loaded, prompt: str, views: list[int], out_dir: Path, args
     for i in tqdm(range(len(path)), desc=f"video '{prompt}'", leave=False):
         result = engine.query(prompt, path, i, key=("path", i))
         frames.append(to_uint8(overlay(engine.view(path, i, key=("path", i)).rgb, result.relevancy)))
-    try:
-        iio.imwrite(target, frames, fps=12)
-    except Exception as err:  # no ffmpeg plugin on this machine: GIF needs none
-        log.info("mp4 writer unavailable (%s); writing a GIF", err)
-        target = target.with_suffix(".gif")
-        iio.imwrite(target, frames, duration=1000 / 12, loop=0)
-    return target
+    return write_video(target, frames, fps=12)
 
 
 def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
-    scene, scale = loaded.scene, loaded.model.geometry.scale_factor
+    scene = loaded.scene
     target = out_dir / "points.ply"
     check_writable([target], args.overwrite)
-    points, colors, values = [], [], []
-    for v in views:
-        result = engine.query(prompt, scene.cameras, v)
-        render = engine.view(scene.cameras, v)
-        keep = ((result.relevancy > args.ply_threshold) & (render.accumulation > 0.5)).reshape(-1)
-        points.append(backproject(scene.cameras, v, render.depth_m, scale)[keep])
-        colors.append(colorize(result.relevancy, vmin=0.5, vmax=1.0).reshape(-1, 3)[keep])
-        values.append(result.relevancy.reshape(-1)[keep])
-    pts, cols, vals = torch.cat(points), torch.cat(colors), torch.cat(values)
     train = list(scene.train_idx)
-    depths = torch.stack([render_view(loaded.model, scene.cameras, c, args.chunk)["depth_m"] * scale
-                          for c in tqdm(train, desc="visibility depths", leave=False)])
-    visible = keep_visible(visibility_counts(pts, scene.cameras, train, depths), args.ply_min_views)
-    world = pts[visible] / scale + scene.center_world
-    write_ply(target, world, cols[visible], vals[visible])
-    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, int(visible.sum()),
-             pts.shape[0], args.ply_min_views, target)
+    depths = training_depths(loaded.model, scene.cameras, train, args.chunk)
+    found = relevant_points(engine, scene.cameras, prompt, views, train, depths, args.ply_threshold,
+                            args.ply_min_views)
+    world = found.world(loaded.model.geometry.scale_factor, scene.center_world)
+    write_ply(target, world, found.colors, found.values)
+    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, world.shape[0],
+             found.candidates, args.ply_min_views, target)
     return target
 
 

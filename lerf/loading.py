@@ -46,3 +46,22 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     model.eval()
     log.info("loaded %s (step %d)", run_dir, state["step"])
     return LoadedRun(run_dir, cfg, model, scene, state["step"])
+
+
+def select_views(spec: str, scene: SceneData) -> list[int]:
+    """Frame indices named by a `views=` argument: eval (held-out; the first training view when
+    there are none), train, all, or comma-separated indices."""
+    if spec == "eval":
+        return list(scene.eval_idx) or list(scene.train_idx[:1])
+    if spec == "train":
+        return list(scene.train_idx)
+    if spec == "all":
+        return list(range(len(scene.frame_names)))
+    try:
+        views = [int(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"views must be eval|train|all or comma-separated indices, got '{spec}'") from None
+    bad = [v for v in views if not 0 <= v < len(scene.frame_names)]
+    if bad or not views:
+        raise SystemExit(f"views {bad or spec} out of range: the scene has frames 0..{len(scene.frame_names) - 1}")
+    return views
