@@ -4,6 +4,7 @@ it, and check the overlay against the demo's id mask of that very camera."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 import time
@@ -67,6 +68,8 @@ def port_is_free(port: int, wait_s: float = 5.0) -> bool:
 @pytest.fixture
 def chromium():
     if CHROMIUM is None:
+        if os.environ.get("LERF_REQUIRE_BROWSER"):  # CI sets it: a missing browser is a failure there
+            pytest.fail(f"Chromium not found; {INSTALL}")
         pytest.skip(f"Chromium not found: the browser test needs it; {INSTALL}")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' for playwright")
     with sync_api.sync_playwright() as p:
@@ -97,6 +100,11 @@ def test_prompt_overlay_covers_the_object_in_the_browser(lang_run, chromium):
         page.locator(PROMPT_INPUT).fill(scene.labels[target])
         wait_status(page, f"overlay: {scene.labels[target]}")
         after = canvas_shot(page, (scene.width, scene.height))
+        second = chromium.new_page(viewport={"width": 640, "height": 640})  # another tab, its own panel
+        second.goto(f"http://127.0.0.1:{port}")
+        wait_status(second, f"full {scene.width}×{scene.height}")
+        assert second.locator(PROMPT_INPUT).input_value() == ""
+        assert len(viewer.sessions) == 2
     finally:
         viewer.stop()
     lit = np.abs(after.astype(int) - before.astype(int)).max(-1) > 40
