@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import imageio.v3 as iio
-import torch
 from omegaconf import MISSING
 from tqdm import tqdm
 
 from lerf.cli import parse_args, run
 from lerf.data.camera_path import interpolate_path
-from lerf.query.images import colorize, overlay, to_uint8
-from lerf.query.outputs import check_writable, prompt_dirname, save_query, write_ply
-from lerf.query.points3d import backproject
+from lerf.query.images import overlay, to_uint8
+from lerf.query.outputs import check_writable, prompt_dirname, save_query, write_ply, write_video
+from lerf.query.points3d import PLY_THRESHOLD, relevant_points
 from lerf.query.relevancy import validate_prompt
-from lerf.query.run import load_run
+from lerf.query.run import load_run, select_views
 
 log = logging.getLogger("query")
 
@@ -42,24 +40,7 @@ class QueryArgs:
     video: bool = False  # render a camera path through the selected views
     video_frames: int = 48
     ply: bool = False  # 3D query: relevant points kept only where the run's visibility grid says enough
-    ply_threshold: float = 0.6  # training views (relevancy.visibility_min_views) saw them
-
-
-def select_views(spec: str, scene) -> list[int]:
-    if spec == "eval":
-        return list(scene.eval_idx) or list(scene.train_idx[:1])
-    if spec == "train":
-        return list(scene.train_idx)
-    if spec == "all":
-        return list(range(len(scene.frame_names)))
-    try:
-        views = [int(v) for v in str(spec).split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"views must be eval|train|all or comma-separated indices, got '{spec}'") from None
-    bad = [v for v in views if not 0 <= v < len(scene.frame_names)]
-    if bad or not views:
-        raise SystemExit(f"views {bad or spec} out of range: the scene has frames 0..{len(scene.frame_names) - 1}")
-    return views
+    ply_threshold: float = PLY_THRESHOLD  # training views (relevancy.visibility_min_views) saw them
 
 
 def prompts_of(value: Any) -> list[str]:
@@ -79,35 +60,20 @@ def run_video(engine, loaded, prompt: str, views: list[int], out_dir: Path, args
     for i in tqdm(range(len(path)), desc=f"video '{prompt}'", leave=False):
         result = engine.query(prompt, path, i, key=("path", i))
         frames.append(to_uint8(overlay(engine.view(path, i, key=("path", i)).rgb, result.relevancy)))
-    try:
-        iio.imwrite(target, frames, fps=12)
-    except Exception as err:  # no ffmpeg plugin on this machine: GIF needs none
-        log.info("mp4 writer unavailable (%s); writing a GIF", err)
-        target = target.with_suffix(".gif")
-        iio.imwrite(target, frames, duration=1000 / 12, loop=0)
-    return target
+    return write_video(target, frames, fps=12)
 
 
-def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs, visibility=None) -> Path:
-    scene, scale = loaded.scene, loaded.model.geometry.scale_factor
+def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
+    scene = loaded.scene
     target = out_dir / "points.ply"
     check_writable([target], args.overwrite)
-    points, colors, values = [], [], []
-    for v in views:
-        result = engine.query(prompt, scene.cameras, v)
-        render = engine.view(scene.cameras, v)
-        keep = ((result.relevancy > args.ply_threshold) & (render.accumulation > 0.5)).reshape(-1)
-        points.append(backproject(scene.cameras, v, render.depth_m, scale)[keep])
-        colors.append(colorize(result.relevancy, vmin=0.5, vmax=1.0).reshape(-1, 3)[keep])
-        values.append(result.relevancy.reshape(-1)[keep])
-    pts, cols, vals = torch.cat(points), torch.cat(colors), torch.cat(values)
     # The same visibility grid as the 2D maps (LERF §3.4).
-    grid = visibility or loaded.visibility(args.chunk)
-    visible = grid.visible(loaded.model.unit_coords(pts))
-    world = scene.to_world(pts[visible])
-    write_ply(target, world, cols[visible], vals[visible])
-    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, int(visible.sum()),
-             pts.shape[0], grid.min_views, target)
+    grid = loaded.visibility(args.chunk)
+    found = relevant_points(engine, scene.cameras, prompt, views, grid, args.ply_threshold)
+    world = scene.to_world(found.points)
+    write_ply(target, world, found.colors, found.values)
+    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, world.shape[0],
+             found.candidates, grid.min_views, target)
     return target
 
 

@@ -24,11 +24,17 @@ setup(
         "matplotlib>=3.7",
         "open_clip_torch>=2.23",
         "timm>=0.9",
+        "plyfile>=1.0",  # binary little-endian .ply export
+        "imageio-ffmpeg>=0.5",  # MP4 videos; its wheel ships an ffmpeg binary
+        "viser>=1.0",  # view.py; its wheel ships the web client, so the viewer works offline
     ],
     extras_require={
         # The sweep test drives Hydra's submitit launcher locally, so tests need the launchers too.
-        "test": ["pytest>=7.4", "beartype>=0.16", "import-linter>=2.1", "hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2",
-                 "submitit>=1.5"],
+        "test": ["pytest>=7.4", "beartype>=0.16", "import-linter>=2.1", "hydra-joblib-launcher>=1.2",
+                 "hydra-submitit-launcher>=1.2", "submitit>=1.5",
+                 # The browser test drives Debian's Chromium (apt-get install chromium), never a
+                 # browser downloaded by playwright.
+                 "playwright>=1.40"],
         "sweep": ["hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2", "submitit>=1.5"],
     },
 )

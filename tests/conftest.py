@@ -19,3 +19,17 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def lang_run(tmp_path_factory):
+    """A tiny demo run with the language field, trained just long enough to localise; shared by
+    the query, eval and viewer tests."""
+    from lerf.train.trainer import train
+    from tests.helpers import tiny_config
+
+    tmp = tmp_path_factory.mktemp("lang")
+    cfg = tiny_config(tmp, "trainer.max_steps=150", "trainer.rays_per_batch=512", "trainer.checkpoint_every=150",
+                      "trainer.eval_at_end=false")
+    train(cfg, tmp / "run")
+    return tmp / "run"

@@ -15,6 +15,9 @@ def tiny_config(tmp_path: Path, *overrides: str):
         f"scene.cache_dir={tmp_path / 'scenes'}", f"encoder.cache_dir={tmp_path / 'features'}",
         "scene.num_views=8", "scene.width=48", "scene.height=48", "scene.eval_every=4",
         "trainer=smoke", "trainer.eval_chunk=1024", "trainer.num_threads=1",
+        # 6 training views and a barely trained depth: LERF's 5-view visibility filter would leave
+        # little; 2 keeps the filter on while the tiny scene stays queryable.
+        "relevancy.visibility_min_views=2",
     ]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("train", overrides=base + list(overrides))

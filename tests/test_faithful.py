@@ -79,9 +79,9 @@ def test_region_seen_by_a_single_view_is_filtered_out():
     c2w, f = zip(*[_looking_down(x) for x in (-0.5, -0.5, 0.5)])
     cams = Cameras(torch.stack(c2w), *(torch.cat(f),) * 2, torch.full((3,), 4.0), torch.full((3,), 4.0), 8, 8,
                    torch.zeros(3, 4))
-    counts = visibility_grid_counts(FlatWall(1.4), cams, [0, 1, 2], resolution=8, max_px=8)
+    counts = visibility_grid_counts(FlatWall(1.4), cams, [0, 1, 2], resolution=32, max_px=8)
     grid = VisibilityGrid(counts, min_views=2)
-    # unit-cube points on the wall (z = -0.5 -> 0.25) under each camera, and behind the wall
+    # unit-cube points on the wall (z = -0.5 -> 0.25) under each camera, and 0.4 behind the wall
     left, right, behind = torch.tensor([[0.25, 0.5, 0.27]]), torch.tensor([[0.75, 0.5, 0.27]]), \
         torch.tensor([[0.25, 0.5, 0.05]])
     assert grid.visible(left).item() and not grid.visible(right).item() and not grid.visible(behind).item()

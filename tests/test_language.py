@@ -52,16 +52,6 @@ def test_clip_loss_nan_safe_and_kinds():
         clip_loss(pred, target, "l3", 1.25)
 
 
-@pytest.fixture(scope="module")
-def lang_run(tmp_path_factory):
-    """A tiny demo run with the language field, trained just long enough to localise."""
-    tmp = tmp_path_factory.mktemp("lang")
-    cfg = tiny_config(tmp, "trainer.max_steps=150", "trainer.rays_per_batch=512", "trainer.checkpoint_every=150",
-                      "trainer.eval_at_end=false")
-    train(cfg, tmp / "run")
-    return tmp / "run"
-
-
 def test_relevancy_higher_inside_object(lang_run):
     loaded = load_run(lang_run, "cpu")
     engine = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, chunk=1024)
@@ -113,13 +103,50 @@ def test_query_cli_outputs_and_no_overwrite(lang_run, tmp_path):
 
 def test_query_3d_ply_visibility(lang_run, tmp_path):
     import query
+    from plyfile import PlyData
 
     out = tmp_path / "q3"
     query.main([f"run={lang_run}", "prompt=white plate", f"out={out}", "views=0,1,2", "device=cpu", "ply=true",
                 "ply_threshold=0.5"])
-    text = (out / "white_plate" / "points.ply").read_text().splitlines()
-    count = int(next(line for line in text if line.startswith("element vertex")).split()[-1])
-    assert count == len(text) - text.index("end_header") - 1
+    path = out / "white_plate" / "points.ply"
+    assert b"format binary_little_endian 1.0" in path.read_bytes()[:200]
+    vertex = PlyData.read(str(path))["vertex"]
+    names = [p.name for p in vertex.properties]
+    assert names == ["x", "y", "z", "red", "green", "blue", "relevancy"]
+    assert vertex.count > 0 and (vertex["relevancy"] > 0.5).all()
+
+
+def test_query_video_writes_mp4(lang_run, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    import query
+
+    out = tmp_path / "v"
+    query.main([f"run={lang_run}", "prompt=red mug", f"out={out}", "views=0,4", "device=cpu", "video=true",
+                "video_frames=4"])
+    frames = iio.imread(out / "red_mug" / "path.mp4")
+    assert frames.shape[0] == 4 and frames.shape[-1] == 3
+    assert not (out / "red_mug" / "path.gif").exists() and "notice" not in capsys.readouterr().out
+
+
+def test_video_falls_back_to_gif_and_says_so(tmp_path, monkeypatch, capsys):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from lerf.query import outputs as query_outputs
+
+    real = iio.imwrite
+
+    def no_mp4(path, *args, **kwargs):
+        if str(path).endswith(".mp4"):
+            raise RuntimeError("no ffmpeg")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(query_outputs.iio, "imwrite", no_mp4)
+    frames = [np.full((16, 16, 3), 40 * i, np.uint8) for i in range(3)]
+    written = query_outputs.write_video(tmp_path / "path.mp4", frames)
+    assert written == tmp_path / "path.gif" and written.is_file()
+    assert "GIF instead" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [

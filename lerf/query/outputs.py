@@ -53,11 +53,31 @@ def save_query(result: QueryResult, render: ViewRender, out_dir: Path, view: str
 
 def write_ply(path: Path, points: Float[Tensor, "n 3"], colors: Float[Tensor, "n 3"],
               values: Float[Tensor, " n"]) -> None:
-    """ASCII PLY with xyz, rgb (uint8) and a scalar `relevancy` per vertex."""
-    rgb = (colors.clamp(0, 1) * 255).round().to(torch.uint8)
-    header = ["ply", "format ascii 1.0", f"element vertex {points.shape[0]}", "property float x",
-              "property float y", "property float z", "property uchar red", "property uchar green",
-              "property uchar blue", "property float relevancy", "end_header"]
-    rows = [f"{p[0]:.5f} {p[1]:.5f} {p[2]:.5f} {c[0]} {c[1]} {c[2]} {v:.4f}"
-            for p, c, v in zip(points.tolist(), rgb.tolist(), values.tolist())]
-    path.write_text("\n".join(header + rows) + "\n")
+    """Binary little-endian PLY with xyz (float32), rgb (uint8) and a float32 `relevancy` per
+    vertex: a quarter the size of ASCII and read directly by MeshLab, CloudCompare, Open3D."""
+    from plyfile import PlyData, PlyElement
+
+    vertex = np.empty(points.shape[0], dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"),
+                                              ("green", "u1"), ("blue", "u1"), ("relevancy", "<f4")])
+    xyz = points.detach().cpu().float().numpy()
+    rgb = (colors.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    for i, axis in enumerate("xyz"):
+        vertex[axis] = xyz[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        vertex[channel] = rgb[:, i]
+    vertex["relevancy"] = values.detach().cpu().float().numpy()
+    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(path))
+
+
+def write_video(target: Path, frames: list, fps: int = 12) -> Path:
+    """MP4 through imageio-ffmpeg (its wheel ships an ffmpeg binary); a GIF beside it only when
+    that writer is missing or fails, and then the user is told so."""
+    try:
+        iio.imwrite(target, frames, fps=fps)
+        return target
+    except Exception as err:  # imageio-ffmpeg not installed, or its binary cannot run here
+        gif = target.with_suffix(".gif")
+        print(f"notice: could not write MP4 ({err}); wrote a GIF instead: {gif}. "
+              "Install imageio-ffmpeg for MP4 output.")
+        iio.imwrite(gif, frames, duration=1000 / fps, loop=0)
+        return gif

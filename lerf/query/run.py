@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +25,7 @@ class LoadedRun:
     scene: SceneData
     step: int
     scale_range_m: Optional[list[float]] = None  # physical scales training supervised
+    _visibility: Optional[VisibilityGrid] = field(default=None, repr=False)
 
     def text_encoder(self):
         """The CLIP encoder the run was supervised with (text side only is used)."""
@@ -32,12 +33,15 @@ class LoadedRun:
 
     def visibility(self, chunk: int = 4096) -> VisibilityGrid:
         """The grid training stored; built in memory (never written into the run) when missing."""
+        if self._visibility is not None:
+            return self._visibility
         grid = load_visibility(self.run_dir, self.cfg.relevancy.visibility_min_views)
         if grid is None:
             log.info("%s has no %s (training did not finish?): building the visibility grid in memory",
                      self.run_dir, VISIBILITY_FILE)
             grid = build_visibility(self.model, self.scene.cameras, list(self.scene.train_idx), self.cfg.relevancy,
                                     chunk)
+        self._visibility = grid
         return grid
 
     def engine(self, chunk: int = 4096):
@@ -70,3 +74,22 @@ def warn_scale_range(cfg: RelevancyConfig, trained: Optional[list[float]]) -> bo
                 "meaningless; are the poses metric? (set scene.metres_per_unit)", cfg.scale_min_m,
                 cfg.scale_max_m, trained[0], trained[1])
     return True
+
+
+def select_views(spec: str, scene: SceneData) -> list[int]:
+    """Frame indices named by a `views=` argument: eval (held-out; the first training view when
+    there are none), train, all, or comma-separated indices."""
+    if spec == "eval":
+        return list(scene.eval_idx) or list(scene.train_idx[:1])
+    if spec == "train":
+        return list(scene.train_idx)
+    if spec == "all":
+        return list(range(len(scene.frame_names)))
+    try:
+        views = [int(v) for v in str(spec).split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"views must be eval|train|all or comma-separated indices, got '{spec}'") from None
+    bad = [v for v in views if not 0 <= v < len(scene.frame_names)]
+    if bad or not views:
+        raise SystemExit(f"views {bad or spec} out of range: the scene has frames 0..{len(scene.frame_names) - 1}")
+    return views

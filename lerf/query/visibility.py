@@ -27,6 +27,10 @@ from lerf.query.render import render_view
 log = logging.getLogger(__name__)
 
 VISIBILITY_FILE = "visibility.pt"
+# A cell counts as seen when it is no deeper than the view's rendered (expected) depth plus this
+# relative tolerance and this many cells: expected depth sits in front of a soft surface.
+REL_TOL = 0.1
+SLACK_CELLS = 2.0
 
 
 @dataclass
@@ -64,7 +68,7 @@ def visibility_grid_counts(model, cameras: Cameras, views: list[int], resolution
     for cam in tqdm(views, desc="visibility grid", leave=False):
         depth_m = render_view(model, small, cam, chunk)["depth_m"]
         counts += visibility_counts(points, small, [cam], depth_m[None], geometry.scale_factor,
-                                    slack=cell).int()
+                                    rel_tol=REL_TOL, slack=SLACK_CELLS * cell).int()
     return counts.reshape(resolution, resolution, resolution)
 
 

@@ -1,0 +1,131 @@
+"""The viewer's one door into the rest of lerf: open a run, render a camera, answer prompts, find
+3D points, save maps. Every other viewer module imports project code only through this one, so a
+reorganisation of lerf's query modules touches a single file here.
+
+Rendering goes through the same functions as query.py: `render_view` for geometry alone, the
+cached `QueryEngine` when prompts are on (a new prompt on a rendered view is one matrix product,
+the geometry is not rendered again), `relevant_points` for the 3D query and `save_query` for files.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from lerf.data.cameras import Cameras
+from lerf.query.engine import QueryResult, ViewRender
+from lerf.query.images import colorize, to_uint8
+from lerf.query.outputs import prompt_dirname, save_query
+from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints, relevant_points
+from lerf.query.relevancy import validate_prompt
+from lerf.query.render import render_view
+from lerf.query.run import load_run, select_views
+
+__all__ = ["Backend", "Cameras", "Geometry", "QueryResult", "RelevantPoints", "colorize", "to_uint8",
+           "validate_prompt"]
+
+NO_LANGUAGE = ("This run has no language field (it was trained with model.language.enabled=false), "
+               "so prompts are off. RGB and depth still render.")
+
+
+@dataclass
+class Geometry:
+    """What a camera sees, prompt aside."""
+
+    rgb: Float[Tensor, "h w 3"]
+    depth_m: Float[Tensor, "h w"]  # camera z, world units
+    accumulation: Float[Tensor, "h w"]
+    language: Optional[ViewRender] = None  # set when rendered through the query engine
+
+
+class Backend:
+    """One trained run, shared by every browser tab. The model renders one view at a time (a lock),
+    so tabs take turns instead of oversubscribing the CPU or racing on the engine's cache."""
+
+    def __init__(self, run_dir: str | Path, device: str = "auto", chunk: int = 8192):
+        self.loaded = load_run(run_dir, device)
+        self.chunk = chunk
+        self.lock = threading.Lock()
+        model = self.loaded.model
+        self.engine = None if model.language is None else self.loaded.engine(chunk)
+        self.language_off_reason = NO_LANGUAGE if self.engine is None else None
+
+    # -- the run --------------------------------------------------------------------------------
+    @property
+    def cameras(self) -> Cameras:
+        return self.loaded.scene.cameras
+
+    @property
+    def scales_m(self) -> list[float]:
+        return self.engine.scales.tolist() if self.engine is not None else []
+
+    @property
+    def canonical_phrases(self) -> list[str]:
+        return list(self.loaded.cfg.relevancy.canonical_phrases)
+
+    def views(self) -> dict[str, int]:
+        """Dataset views by label, held-out ones first: 'held-out frame_00000' -> 0."""
+        scene = self.loaded.scene
+        name = [Path(f).stem for f in scene.frame_names]
+        held = {f"held-out {name[i]}": i for i in scene.eval_idx}
+        return held | {f"train {name[i]}": i for i in scene.train_idx}
+
+    # -- rendering ------------------------------------------------------------------------------
+    def render(self, cameras: Cameras, key: object, with_language: bool) -> Geometry:
+        """Render camera 0 of `cameras`; with_language also caches the prompt-independent
+        language factors under `key` (needs a language field)."""
+        with self.lock:
+            if with_language and self.engine is not None:
+                view = self.engine.view(cameras, 0, key=key)
+                return Geometry(view.rgb, view.depth_m, view.accumulation, view)
+            out = render_view(self.loaded.model, cameras, 0, self.chunk)
+        return Geometry(out["rgb"], out["depth_m"], out["accumulation"])
+
+    def query(self, prompt: str, cameras: Cameras, key: object, scale_m: Optional[float] = None) -> QueryResult:
+        """Relevancy of `prompt` on the cached view `key`; the scale is searched unless given."""
+        with self.lock:
+            result = self.engine.query(prompt, cameras, 0, key=key)
+        if scale_m is None:
+            return result
+        idx = int((self.engine.scales - scale_m).abs().argmin())
+        return QueryResult(result.prompt, result.maps, idx, float(self.engine.scales[idx]))
+
+    def set_canonical_phrases(self, phrases: list[str]) -> None:
+        """Replace the negatives of the pairwise softmax (LERF §3.4); cached views stay valid."""
+        phrases = [validate_prompt(p) for p in phrases]
+        with self.lock:
+            self.engine.texts.canon = self.engine.texts.embed(phrases)
+
+    # -- 3D and files ---------------------------------------------------------------------------
+    def relevant_points(self, prompt: str, views: str = "eval") -> RelevantPoints:
+        """The points `query.py ply=true` writes for this prompt (same views, threshold, filter),
+        in the normalised scene frame the viewer draws in."""
+        scene = self.loaded.scene
+        with self.lock:
+            return relevant_points(self.engine, scene.cameras, prompt, select_views(views, scene),
+                                   self.loaded.visibility(self.chunk), PLY_THRESHOLD)
+
+    def save(self, results: list[QueryResult], geometry: Geometry, out_root: Optional[Path] = None) -> list[Path]:
+        """Write the current view's maps with query.py's writer: <run>/queries/<prompt>/viewer_<time>*."""
+        out_root = out_root or self.loaded.run_dir / "queries"
+        now = time.time()  # milliseconds in the name: two saves never collide (nothing is overwritten)
+        view = time.strftime("viewer_%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
+        written = []
+        for result in results:
+            out_dir = out_root / prompt_dirname(result.prompt)
+            save_query(result, geometry.language, out_dir, view)
+            written.append(out_dir / f"{view}.json")
+        return written
+
+
+def max_relevancy(results: list[QueryResult]) -> Optional[Float[Tensor, "h w"]]:
+    """Several positives shown at once: each pixel takes its most relevant prompt."""
+    if not results:
+        return None
+    return torch.stack([r.relevancy for r in results]).amax(0)

@@ -1,0 +1,115 @@
+"""The viewer in a real browser: headless Debian Chromium driven by playwright (never playwright's
+own downloaded browser). Snap to a held-out view, type the name of the object that fills most of
+it, and check the overlay against the demo's id mask of that very camera."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+INSTALL = "install Debian's Chromium to run it: sudo apt-get install -y chromium"
+
+# Hide everything drawn over the 3D canvas (panel, notifications) so a screenshot shows the image.
+HIDE_GUI = """(hide) => {
+  const pixels = (c) => c.width * c.height;  // the WebGL canvas; another, empty one lies over it
+  const canvas = [...document.querySelectorAll('canvas')].reduce((a, b) => (pixels(b) > pixels(a) ? b : a));
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.contains(canvas) || canvas.contains(el)) continue;
+    el.style.visibility = hide ? 'hidden' : '';
+  }
+}"""
+PROMPT_INPUT = "xpath=//label[normalize-space()='Prompt']/ancestor::div[contains(@class,'mantine-Flex-root')][1]//input"
+
+
+def canvas_shot(page, size: tuple[int, int]) -> np.ndarray:
+    """The canvas as RGB, sampled at the centres of a `size` = (w, h) pixel grid (the render's)."""
+    from PIL import Image
+
+    page.evaluate(HIDE_GUI, True)
+    box = page.evaluate("""() => { const c = [...document.querySelectorAll('canvas')].reduce(
+        (a, b) => (b.width * b.height > a.width * a.height ? b : a)).getBoundingClientRect();
+        return {x: c.x, y: c.y, width: c.width, height: c.height}; }""")
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB"))
+    page.evaluate(HIDE_GUI, False)
+    w, h = size
+    rows = ((np.arange(h) + 0.5) * shot.shape[0] / h).astype(int)
+    cols = ((np.arange(w) + 0.5) * shot.shape[1] / w).astype(int)
+    return shot[rows][:, cols]
+
+
+def wait_status(page, text: str, timeout_s: float = 120) -> None:
+    page.get_by_text(text).first.wait_for(timeout=timeout_s * 1000)
+    time.sleep(1.0)  # the image message precedes the status; give the canvas a frame to draw it
+
+
+def port_is_free(port: int, wait_s: float = 5.0) -> bool:
+    """Whether a new server could listen on `port` (with SO_REUSEADDR, as servers do, so the
+    closed connections' TIME_WAIT entries do not count)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def chromium():
+    if CHROMIUM is None:
+        if os.environ.get("LERF_REQUIRE_BROWSER"):  # CI sets it: a missing browser is a failure there
+            pytest.fail(f"Chromium not found; {INSTALL}")
+        pytest.skip(f"Chromium not found: the browser test needs it; {INSTALL}")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' for playwright")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def test_prompt_overlay_covers_the_object_in_the_browser(lang_run, chromium):
+    from lerf.viewer.backend import Backend
+    from lerf.viewer.server import Viewer
+    from lerf.viewer.session import ViewerOptions
+
+    backend = Backend(lang_run, "cpu", chunk=4096)
+    scene = backend.loaded.scene
+    view = scene.eval_idx[0]  # the viewer opens on the first held-out view
+    ids = scene.object_ids[view].numpy()
+    objects = {i: (ids == i).sum() for i in scene.labels if i >= 2}  # 0 background, 1 table
+    target = max(objects, key=objects.get)
+    others = np.isin(ids, [i for i in objects if i != target])
+    viewer = Viewer(backend, ViewerOptions(port=0))
+    port = viewer.port
+    try:
+        page = chromium.new_page(viewport={"width": 640, "height": 640})  # square: the held-out camera's aspect
+        page.goto(f"http://127.0.0.1:{port}")
+        wait_status(page, f"full {scene.width}×{scene.height}")
+        before = canvas_shot(page, (scene.width, scene.height))
+        page.locator(PROMPT_INPUT).fill(scene.labels[target])
+        wait_status(page, f"overlay: {scene.labels[target]}")
+        after = canvas_shot(page, (scene.width, scene.height))
+        second = chromium.new_page(viewport={"width": 640, "height": 640})  # another tab, its own panel
+        second.goto(f"http://127.0.0.1:{port}")
+        wait_status(second, f"full {scene.width}×{scene.height}")
+        assert second.locator(PROMPT_INPUT).input_value() == ""
+        assert len(viewer.sessions) == 2
+    finally:
+        viewer.stop()
+    lit = np.abs(after.astype(int) - before.astype(int)).max(-1) > 40
+    on_target = lit[ids == target].mean()
+    on_others = lit[others].mean()
+    assert on_target > 0.5, f"overlay covers only {on_target:.0%} of '{scene.labels[target]}'"
+    assert on_others < 0.5 * on_target, f"overlay covers {on_others:.0%} of the other objects"
+    assert port_is_free(port)
