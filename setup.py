@@ -24,6 +24,7 @@ setup(
         "matplotlib>=3.7",
         "open_clip_torch>=2.23",
         "timm>=0.9",
+        "filelock>=3.12",  # the run-directory lock (lerf/train/runlock.py)
     ],
     extras_require={
         # The sweep test drives Hydra's submitit launcher locally, so tests need the launchers too.
