@@ -180,6 +180,15 @@ def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu
     raise CheckpointError(f"no usable checkpoint in {run_dir}: " + "; ".join(errors))
 
 
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Temporaries left by a writer that died mid-write (kill -9, power loss); call with the run lock held."""
+    stale = list((Path(run_dir) / CHECKPOINT_DIR).glob(".*.tmp-*"))
+    for path in stale:
+        log.info("removing %s, left by an interrupted checkpoint write", path)
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def has_checkpoint(run_dir: str | Path) -> bool:
     return bool(checkpoint_files(run_dir))
 

@@ -27,7 +27,7 @@ class DiskFullError(OSError):
         return str(self.args[0]) if self.args else "no space left on device"
 
 
-def _mb(n_bytes: float) -> str:
+def _mb(n_bytes: int | float) -> str:
     return f"{n_bytes / 2**20:.1f} MB"
 
 

@@ -128,6 +128,7 @@ def _resume_target(cfg: TrainConfig, overrides: Sequence[str]) -> tuple[TrainCon
 
 def setup(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> Run:
     """Data, supervision, model and optimiser of a fresh or resumed run (run_dir already locked)."""
+    ckpt.remove_stale_temporaries(run_dir)
     cfg, state = _resume_target(cfg, overrides)
     prepare_run_dir(run_dir, resume=state is not None)
     set_threads(cfg.trainer.num_threads)
