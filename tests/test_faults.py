@@ -412,7 +412,21 @@ def test_non_finite_loss_stops_training_and_is_never_checkpointed(shared, tmp_pa
     assert _steps(run) == [5]
     state = load_checkpoint(run)
     assert all(torch.isfinite(v).all() for v in state.model.values() if v.is_floating_point())
-    # and weights that went non-finite by another road are refused too
+    # weights that went non-finite (the forward pass then fails inside the hash grid) stop it too
+    monkeypatch.setattr(trainer, "compute_losses", real)
+    real_step = torch.optim.Adam.step
+
+    def poisoning_step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        self.param_groups[0]["params"][0].data.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoning_step)
+    with pytest.raises(NonFiniteError, match="training diverged: non-finite"):
+        _train(shared, tmp_path / "run2", "trainer.max_steps=20", "trainer.checkpoint_every=10")
+    assert not checkpoint_files(tmp_path / "run2")
+    monkeypatch.undo()
+    # and weights that went non-finite by another road are refused when saving
     state.model[next(iter(state.model))].fill_(float("inf"))
     state.step = 10
     with pytest.raises(NonFiniteError, match="refusing to checkpoint step 10"):

@@ -180,6 +180,21 @@ def _check_loss(logs: dict, step: int, run_dir: Path) -> None:
             "and images")
 
 
+def _guarded_losses(run: Run, batch: RayBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """compute_losses, turning divergence into NonFiniteError: a non-finite loss, or non-finite
+    weights that made the forward pass itself fail (NaN positions index the hash grid out of range)."""
+    try:
+        loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
+    except (IndexError, RuntimeError) as err:
+        bad = [n for n, p in run.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise ckpt.NonFiniteError(f"training diverged: non-finite weights ({', '.join(bad[:3])}) at step "
+                                      f"{step + 1}; stopped without checkpointing them. Lower optim.lr") from err
+        raise
+    _check_loss(logs, step + 1, run.run_dir)
+    return loss, logs
+
+
 def train_steps(run: Run, writer) -> float:
     """Steps from run.start to max_steps; returns this session's training seconds."""
     tcfg = run.cfg.trainer
@@ -190,8 +205,7 @@ def train_steps(run: Run, writer) -> float:
     run.model.train()
     for step in bar:
         batch = sampler.sample(tcfg.rays_per_batch, run.generator)
-        loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
-        _check_loss(logs, step + 1, run.run_dir)
+        loss, logs = _guarded_losses(run, batch, step)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
