@@ -3,12 +3,13 @@
     python query.py run=outputs/demo/<date> prompt="red mug"
     python query.py run=... prompt='[red mug, blue teapot]' views=eval video=true ply=true
 
-Reads the run's checkpoint only; writes under <run>/queries/<prompt>/ (or out=<dir>) and never
-replaces earlier outputs unless overwrite=true.
+Reads the run's checkpoint only; writes under <run>/queries/<prompt>/ (or out=<dir>; prompts other
+than plain words get a short hash in the folder name) and never replaces earlier outputs unless
+overwrite=true. Prompts are checked before anything is rendered; each JSON records the prompt
+text and the checkpoint step that answered it.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ from tqdm import tqdm
 
 from lerf.cli import parse_args, run
 from lerf.data.camera_path import interpolate_path
+from lerf.data.atomic import write_json
 from lerf.query.images import overlay, to_uint8
-from lerf.query.outputs import check_writable, prompt_dirname, save_query, write_ply, write_video
+from lerf.query.outputs import check_writable, output_paths, prompt_dirname, save_query, write_ply, write_video
 from lerf.query.points3d import PLY_THRESHOLD, relevant_points
 from lerf.query.relevancy import validate_prompt
 from lerf.query.run import load_run, select_views
@@ -44,11 +46,26 @@ class QueryArgs:
 
 
 def prompts_of(value: Any) -> list[str]:
-    items = [value] if isinstance(value, str) else list(value)
+    """The validated, de-duplicated prompts of `prompt=` (one text or a list), before any rendering."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise SystemExit("prompt=[] holds no prompt: give a text such as prompt='red mug'")
     try:
-        return [validate_prompt(str(p) if p is not None else "") for p in items]
+        return list(dict.fromkeys(validate_prompt(p) for p in items))
     except ValueError as err:
         raise SystemExit(str(err)) from None
+
+
+def planned_outputs(prompts: list[str], view_names: list[str], out_root: Path, args: QueryArgs) -> list[Path]:
+    """Every file this query will write, so that an existing one stops it before any rendering."""
+    paths = []
+    for prompt in prompts:
+        out_dir = out_root / prompt_dirname(prompt)
+        paths += [p for name in view_names for p in output_paths(out_dir, name).values()]
+        paths.append(out_dir / "summary.json")
+        paths += [out_dir / "path.mp4", out_dir / "path.gif"] if args.video else []
+        paths += [out_dir / "points.ply"] if args.ply else []
+    return paths
 
 
 def run_video(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
@@ -82,18 +99,19 @@ def main(argv=None) -> None:
     args = parse_args(QueryArgs, argv, usage=__doc__)
     prompts = prompts_of(args.prompt)
     loaded = load_run(args.run, args.device)
-    engine = loaded.engine(args.chunk)
     views = select_views(args.views, loaded.scene)
+    names = {v: Path(loaded.scene.frame_names[v]).stem for v in views}
     out_root = Path(args.out) if args.out else loaded.run_dir / "queries"
+    check_writable(planned_outputs(prompts, list(names.values()), out_root, args), args.overwrite)
+    engine = loaded.engine(args.chunk)
     summaries: dict[str, list[dict]] = {p: [] for p in prompts}
     # Views outside, prompts inside: each view is rendered once and every prompt reuses it.
     for v in tqdm(views, desc="views"):
-        name = Path(loaded.scene.frame_names[v]).stem
         render = engine.view(loaded.scene.cameras, v)
         for prompt in prompts:
             result = engine.query(prompt, loaded.scene.cameras, v)
             out_dir = out_root / prompt_dirname(prompt)
-            summaries[prompt].append(save_query(result, render, out_dir, name, args.overwrite))
+            summaries[prompt].append(save_query(result, render, out_dir, names[v], args.overwrite, loaded.step))
     for prompt in prompts:
         out_dir = out_root / prompt_dirname(prompt)
         for s in summaries[prompt]:
@@ -103,7 +121,9 @@ def main(argv=None) -> None:
             log.info("video: %s", run_video(engine, loaded, prompt, views, out_dir, args))
         if args.ply:
             run_ply(engine, loaded, prompt, views, out_dir, args)
-        (out_dir / "summary.json").write_text(json.dumps(summaries[prompt], indent=2))
+        write_json(out_dir / "summary.json", summaries[prompt])
+        log.info("'%s' (checkpoint step %d) -> %s", prompt, loaded.step, out_dir)
+
 
 if __name__ == "__main__":
     run(main)

@@ -6,6 +6,8 @@ import platform
 import statistics
 import time
 from pathlib import Path
+
+from lerf.data.atomic import write_json
 from typing import Callable
 
 import torch
@@ -40,5 +42,5 @@ def median(values: list[float]) -> float:
 def write_json(result: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    write_json(path, result)
     print(json.dumps(result, indent=2))

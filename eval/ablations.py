@@ -8,9 +8,10 @@ import sys
 
 from omegaconf import OmegaConf
 
+from lerf.cli import run
 from lerf.evaluation.ablations import summarize_sweep
 
-KNOWN_KEYS = {"sweep", "out"}
+KNOWN_KEYS = {"sweep", "out", "debug"}
 
 
 def main(argv: list[str]) -> None:
@@ -25,4 +26,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(lambda: main(sys.argv[1:]))

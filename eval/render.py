@@ -7,7 +7,6 @@ the eval.json written at the end of training is left untouched.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Optional
 from omegaconf import MISSING
 
 from lerf.cli import parse_args, run
+from lerf.data.atomic import write_json
 from lerf.evaluation.views import evaluate_views
 from lerf.query.outputs import check_writable
 from lerf.query.run import load_run
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     check_writable([target], args.overwrite)
     result = evaluate_views(loaded.model, loaded.scene, out / "eval_render", args.chunk)
     result["steps"] = loaded.step
-    target.write_text(json.dumps(result, indent=2))
+    write_json(target, result)
     print(f"PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} over {result['num_views']} views -> {target}")
 
 

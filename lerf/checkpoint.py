@@ -1,5 +1,7 @@
 """The one home of the checkpoint format: save, load, version, and the model it rebuilds.
 
+Files: `checkpoints/step_<N>.pt`, the newest `trainer.keep_checkpoints` of them (each verified after
+writing); loading falls back from a damaged newest file to the next one, saying which was bad.
 A checkpoint alone is enough to resume or query a run: it holds the resolved config, the scene
 geometry the model was built for (normalisation, bounds, background), the feature widths, the
 weights, and — for resuming — optimiser, scheduler and RNG states. Resume, query, evaluation and
@@ -7,8 +9,10 @@ the viewer all read it through `load_checkpoint`; none of them rebuilds the geom
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -17,17 +21,26 @@ import numpy as np
 import torch
 
 from lerf.config import TrainConfig, to_plain, to_typed
+from lerf.data.atomic import replace_atomically
 from lerf.model import LerfModel, SceneGeometry, build_model
 
 CHECKPOINT_DIR = "checkpoints"
-LATEST = "latest.pt"
+LEGACY = "latest.pt"  # the single checkpoint of runs written before K checkpoints were kept
 FORMAT = "lerf-checkpoint"
 # 2: format + version keys, geometry and dims stored (written since the lerf/ layout of late 2026).
 VERSION = 2
 
+log = logging.getLogger(__name__)
+
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, foreign or of an unknown version."""
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or weights; nothing non-finite is ever checkpointed."""
+
+    user_error = True  # lerf.cli prints it as one line
 
 
 @dataclass
@@ -50,25 +63,70 @@ class Checkpoint:
         return model.eval()
 
 
-def checkpoint_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / LATEST
+def checkpoint_file(run_dir: str | Path, step: int) -> Path:
+    """checkpoints/step_00001000.pt: one file per saved step, the last `keep` of them kept."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a truncated checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _file_step(path: Path) -> int:
+    match = re.fullmatch(r"step_(\d+)\.pt", path.name)
+    return int(match.group(1)) if match else -1  # LEGACY (latest.pt of older runs) sorts last
 
 
-def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint) -> Path:
+def checkpoint_files(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoint files, newest first (by step)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    files = [p for p in folder.glob("step_*.pt") if _file_step(p) >= 0] + [folder / LEGACY]
+    return sorted((p for p in files if p.is_file()), key=_file_step, reverse=True)
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in a nested state (what torch.save will need on disk, roughly)."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _check_finite(ckpt: Checkpoint, run_dir: Path) -> None:
+    bad = [k for k, v in ckpt.model.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        kept = checkpoint_files(run_dir)
+        raise NonFiniteError(f"refusing to checkpoint step {ckpt.step}: non-finite weights in {', '.join(bad[:3])}"
+                             f"{' ...' if len(bad) > 3 else ''}; the last good checkpoint "
+                             f"{kept[0] if kept else '(none)'} is kept")
+
+
+def _verify(path: Path, step: int) -> None:
+    """Read the file just written back (memory-mapped: cheap) and check it is the step we saved."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        reason = None if isinstance(state, dict) and state.get("step") == step else "wrong content"
+    except Exception as err:  # noqa: BLE001 - any read failure means the write is bad
+        reason = f"{type(err).__name__}: {err}"
+    if reason is not None:
+        path.unlink(missing_ok=True)
+        raise CheckpointError(f"{path} did not read back after writing ({reason}); it was removed and the "
+                              "earlier checkpoints are kept")
+
+
+def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint, keep: int = 2) -> Path:
+    """Write, verify, then drop all but the newest `keep` checkpoints. Non-finite weights are
+    never written (`NonFiniteError`); a full disk is a `DiskFullError` and leaves no temporary."""
+    run_dir = Path(run_dir)
+    _check_finite(ckpt, run_dir)
     state = {"format": FORMAT, "version": VERSION, "step": ckpt.step, "config": to_plain(ckpt.config),
              "geometry": asdict(ckpt.geometry), "dims": dict(ckpt.dims), "model": ckpt.model,
              "optimizer": ckpt.optimizer, "scheduler": ckpt.scheduler, "rng": ckpt.rng,
              "train_time_s": ckpt.train_time_s, "scale_range_m": ckpt.scale_range_m}
-    path = checkpoint_path(run_dir)
-    save_atomic(state, path)
+    path = checkpoint_file(run_dir, ckpt.step)
+    replace_atomically(path, lambda tmp: torch.save(state, tmp), _tensor_bytes(state) + (1 << 20))
+    _verify(path, ckpt.step)
+    for old in checkpoint_files(run_dir)[max(keep, 1):]:
+        old.unlink(missing_ok=True)
     return path
 
 
@@ -86,15 +144,54 @@ def _parse(state: Any, path: Path) -> Checkpoint:
                       train_time_s=float(state.get("train_time_s", 0.0)), scale_range_m=state.get("scale_range_m"))
 
 
-def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Load a run's latest checkpoint, with a clear error when the run or file is missing."""
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """One checkpoint file; a damaged or foreign file is a `CheckpointError` naming it."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - zip errors, EOFError, unpickling errors: all "damaged"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is damaged ({type(err).__name__}: {reason})") from None
+    return _parse(state, path)
+
+
+def load_checkpoint(run_dir: str | Path, map_location: str | torch.device = "cpu",
+                    set_aside_bad: bool = False) -> Checkpoint:
+    """The run's newest good checkpoint. A damaged newer file is logged by name and skipped
+    (renamed to <file>.bad when `set_aside_bad`, i.e. by the run's own trainer); when none is
+    good the error names every file and why."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} not found")
-    path = checkpoint_path(run_dir)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} has no checkpoint (did training start there?)")
-    return _parse(torch.load(path, map_location=map_location, weights_only=False), path)
+    files = checkpoint_files(run_dir)
+    if not files:
+        raise FileNotFoundError(f"{run_dir / CHECKPOINT_DIR} has no checkpoint: {run_dir} holds no run "
+                                "(did training start there?)")
+    errors = []
+    for path in files:
+        try:
+            ckpt = read_checkpoint(path, map_location)
+        except CheckpointError as err:
+            errors.append(str(err))
+            continue
+        for bad, why in zip(files, errors):
+            log.warning("%s; falling back to %s (step %d)", why, path, ckpt.step)
+            if set_aside_bad:
+                os.replace(bad, bad.with_name(bad.name + ".bad"))
+        return ckpt
+    raise CheckpointError(f"no usable checkpoint in {run_dir}: " + "; ".join(errors))
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Temporaries left by a writer that died mid-write (kill -9, power loss); call with the run lock held."""
+    stale = list((Path(run_dir) / CHECKPOINT_DIR).glob(".*.tmp-*"))
+    for path in stale:
+        log.info("removing %s, left by an interrupted checkpoint write", path)
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    return bool(checkpoint_files(run_dir))
 
 
 def rng_state(generator: torch.Generator) -> dict:

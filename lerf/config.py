@@ -8,9 +8,17 @@ lerf.encoders, optim → lerf.train.optim, trainer → lerf.train, relevancy →
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
+
+
+def at_least(group: str, cfg: Any, minimum: int | float, *names: str) -> None:
+    """Reject a setting below `minimum` at start-up, e.g. "trainer.checkpoint_every must be >= 1, got 0"."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value < minimum:
+            raise ValueError(f"{group}.{name} must be >= {minimum}, got {value}")
 
 
 @dataclass
@@ -44,6 +52,10 @@ class SceneConfig:
     # poses: 1 for Polycam, Record3D and the LERF captures; for COLMAP (arbitrary units) set it to
     # a known length in metres divided by the same length in pose units.
     metres_per_unit: float = 1.0
+
+    def __post_init__(self) -> None:
+        at_least("scene", self, 1, "downscale", "num_views", "width", "height")
+        at_least("scene", self, 0, "eval_every")
 
 
 @dataclass
@@ -145,6 +157,10 @@ class OptimConfig:
     weight_decay: float = 1e-9
     eps: float = 1e-15
 
+    def __post_init__(self) -> None:
+        at_least("optim", self, 1, "decay_steps")
+        at_least("optim", self, 0, "lr", "lr_final", "weight_decay")
+
 
 @dataclass
 class TrainerConfig:
@@ -156,11 +172,18 @@ class TrainerConfig:
     log_every: int = 50
     image_every: int = 1000  # TensorBoard eval images
     checkpoint_every: int = 1000
+    keep_checkpoints: int = 2  # the newest K checkpoints are kept; loading falls back to an older one
     eval_chunk: int = 4096  # rays per chunk when rendering full images
     eval_at_end: bool = True
     # Also localization + segmentation at the end, when the scene has labels/ (the demo does).
     eval_language: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        # Zero or negative values used to crash mid-run (division by zero, empty batches).
+        at_least("trainer", self, 1, "max_steps", "rays_per_batch", "log_every", "checkpoint_every", "eval_chunk",
+                 "keep_checkpoints")
+        at_least("trainer", self, 0, "image_every", "num_threads")
 
 
 @dataclass
@@ -192,7 +215,8 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     relevancy: RelevancyConfig = field(default_factory=RelevancyConfig)
     experiment: Optional[str] = None
-    resume: Optional[str] = None  # a run dir: continue its latest checkpoint
+    resume: Optional[str] = None  # a run dir: continue its latest checkpoint, with its own config
+    debug: bool = False  # entry points print full tracebacks (also HYDRA_FULL_ERROR=1)
     # Filled in at run time (never set by hand): what `auto` choices resolved to.
     resolved: Any = field(default_factory=dict)
 
@@ -206,6 +230,60 @@ def register_configs() -> None:
     cs.store(group="encoder", name="encoder_schema", node=EncoderConfig)
     cs.store(group="optim", name="optim_schema", node=OptimConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    from omegaconf import OmegaConf
+
+    # conf/train.yaml: with resume=<run>, Hydra works in that run dir and writes no .hydra/ there
+    # (the run keeps its own config; no stray outputs/<date>/ folder).
+    if not OmegaConf.has_resolver("lerf.resume_or"):
+        OmegaConf.register_new_resolver("lerf.resume_or", lambda resume, default: resume or default)
+        OmegaConf.register_new_resolver("lerf.unless_resume", lambda resume, value: None if resume else value)
+
+
+GROUPS = ("scene", "model", "encoder", "optim", "trainer", "relevancy", "experiment")
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> tuple[TrainConfig, dict[str, tuple]]:
+    """A resumed run's own config, changed only by the `key=value` overrides of its command line.
+
+    Returns the new config and {key: (old, new)} for every key that changed. Group choices
+    (`trainer=demo`) and `model.*` keys (the weights' shapes) are refused: they would make a
+    different run. Example: ["resume=/r", "trainer.max_steps=5000"] -> {"trainer.max_steps": (100, 5000)}.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.create(to_plain(cfg))
+    changes = {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group.lstrip("+")
+        if key in ("resume", "resolved") or key.startswith("hydra"):
+            continue
+        if key != "debug" and ("." not in key or key.split(".")[0] not in GROUPS or key.startswith("model.")):
+            raise ValueError(f"resume keeps the run's own config: '{override.input_line}' cannot change it "
+                             "(only settings such as trainer.max_steps=...; start a new run for another model, "
+                             "scene or preset)")
+        old = OmegaConf.select(plain, key, default=None)
+        OmegaConf.update(plain, key, override.value(), merge=False, force_add=False)
+        new = OmegaConf.select(plain, key, default=None)
+        if old != new:
+            changes[key] = (old, new)
+    return to_typed(plain), changes
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """The config with every file path made absolute (against the current directory), so that a
+    run can be resumed, queried and evaluated from any directory; done once, when a run starts."""
+    from pathlib import Path
+
+    def absolute(path: Optional[str]) -> Optional[str]:
+        return str(Path(path).expanduser().resolve()) if path else path
+
+    cfg.scene.path, cfg.scene.cache_dir = absolute(cfg.scene.path), absolute(cfg.scene.cache_dir)
+    cfg.encoder.cache_dir = absolute(cfg.encoder.cache_dir)
+    cfg.encoder.clip_checkpoint = absolute(cfg.encoder.clip_checkpoint)
+    cfg.encoder.dino_checkpoint = absolute(cfg.encoder.dino_checkpoint)
+    cfg.resume = absolute(cfg.resume)
+    return cfg
 
 
 def to_typed(cfg: Any) -> TrainConfig:

@@ -8,10 +8,9 @@ from lerf.config import register_configs
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def tiny_config(tmp_path: Path, *overrides: str):
-    """The demo config shrunk to a 8-view 48x48 scene and ~20 steps, caches under tmp_path."""
-    register_configs()
-    base = [
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    """Command-line overrides for a 8-view 48x48 demo scene and ~20 steps, caches under tmp_path."""
+    return [
         f"scene.cache_dir={tmp_path / 'scenes'}", f"encoder.cache_dir={tmp_path / 'features'}",
         "scene.num_views=8", "scene.width=48", "scene.height=48", "scene.eval_every=4",
         "trainer=smoke", "trainer.eval_chunk=1024", "trainer.num_threads=1",
@@ -19,5 +18,10 @@ def tiny_config(tmp_path: Path, *overrides: str):
         # little; 2 keeps the filter on while the tiny scene stays queryable.
         "relevancy.visibility_min_views=2",
     ]
+
+
+def tiny_config(tmp_path: Path, *overrides: str):
+    """The demo config shrunk to a 8-view 48x48 scene and ~20 steps, caches under tmp_path."""
+    register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=base + list(overrides))
+        return compose("train", overrides=tiny_overrides(tmp_path) + list(overrides))

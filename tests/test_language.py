@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from lerf.checkpoint import checkpoint_files
 from lerf.config import RelevancyConfig
 from lerf.query.engine import QueryEngine
 from lerf.query.relevancy import best_scale, relevancy, scale_values
@@ -86,7 +87,7 @@ def test_cached_query_matches_exact(lang_run):
 def test_query_cli_outputs_and_no_overwrite(lang_run, tmp_path):
     import query
 
-    ckpt = lang_run / "checkpoints" / "latest.pt"
+    ckpt = checkpoint_files(lang_run)[0]
     before = ckpt.stat().st_mtime_ns
     out = tmp_path / "q"
     query.main([f"run={lang_run}", "prompt=[red mug,blue teapot]", f"out={out}", "views=0", "device=cpu"])
@@ -185,7 +186,7 @@ def test_missing_scene_cache_is_a_clear_error(lang_run, tmp_path):
 
     from lerf.data.nerfstudio import SceneFormatError
 
-    state = torch.load(lang_run / "checkpoints" / "latest.pt", weights_only=False)
+    state = torch.load(checkpoint_files(lang_run)[0], weights_only=False)
     moved = tmp_path / "moved"
     scene_root = next((lang_run.parent / "scenes").iterdir())
     shutil.move(str(scene_root), moved)

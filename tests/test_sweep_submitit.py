@@ -46,7 +46,8 @@ def test_launcher_configs_compose_over_the_plugins(launcher, target, fields):
 
 def test_two_job_sweep_through_submitit_local(tmp_path):
     sweep_dir = tmp_path / "multirun"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    # PYTHONPATH: the jobs (submitit children) import this checkout's lerf, not an installed copy
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1", "PYTHONPATH": str(REPO)}
     launch = subprocess.run(
         [*sweep_app_command(tmp_path), "hydra/launcher=submitit_local",
          "hydra.launcher.timeout_min=5", "experiment=baseline,no_dino",

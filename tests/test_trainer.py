@@ -6,7 +6,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lerf.checkpoint import load_checkpoint
+from lerf.checkpoint import checkpoint_files, load_checkpoint
 from lerf.evaluation.after_training import evaluate_trained
 from lerf.train.optim import lr_factor
 from lerf.train.trainer import RunDirError, train
@@ -66,8 +66,9 @@ def test_resume_matches_uninterrupted(tmp_path):
     train(full, tmp_path / "full")
     half = tiny_config(tmp_path, "trainer.max_steps=10", "trainer.checkpoint_every=10", "trainer.eval_at_end=false")
     train(half, tmp_path / "half")
+    # resume keeps the run's own config; only the command line's keys change it
     resumed = tiny_config(tmp_path, *common, f"resume={tmp_path / 'half'}")
-    train(resumed, tmp_path / "ignored")
+    train(resumed, tmp_path / "ignored", overrides=[f"resume={tmp_path / 'half'}", "trainer.max_steps=20"])
     a = load_checkpoint(tmp_path / "full").model
     b = load_checkpoint(tmp_path / "half").model
     assert load_checkpoint(tmp_path / "half").step == 20
@@ -78,10 +79,11 @@ def test_resume_matches_uninterrupted(tmp_path):
 def test_existing_run_is_not_overwritten(tmp_path):
     cfg = tiny_config(tmp_path, "model.language.enabled=false", "trainer.max_steps=2", "trainer.eval_at_end=false")
     train(cfg, tmp_path / "run")
-    before = (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes()
+    (saved,) = checkpoint_files(tmp_path / "run")
+    before = saved.read_bytes()
     with pytest.raises(RunDirError, match="already holds a run"):
         train(cfg, tmp_path / "run")
-    assert (tmp_path / "run" / "checkpoints" / "latest.pt").read_bytes() == before
+    assert checkpoint_files(tmp_path / "run") == [saved] and saved.read_bytes() == before
 
 
 def test_resume_missing_run_is_clear(tmp_path):
@@ -122,9 +124,9 @@ def test_unbounded_contracted_scene_trains(tmp_path):
 
 
 def test_foreign_or_old_checkpoint_is_a_clear_error(tmp_path):
-    from lerf.checkpoint import CheckpointError, checkpoint_path
+    from lerf.checkpoint import CheckpointError, checkpoint_file
 
-    path = checkpoint_path(tmp_path / "run")
+    path = checkpoint_file(tmp_path / "run", 3)
     path.parent.mkdir(parents=True)
     torch.save({"model": {}, "step": 3}, path)  # an older lerf's (or someone else's) checkpoint
     with pytest.raises(CheckpointError, match=f"{path}.*not a lerf checkpoint"):

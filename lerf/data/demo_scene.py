@@ -36,6 +36,7 @@ from jaxtyping import Bool, Float, Int, UInt8
 from PIL import Image
 from tqdm import tqdm
 
+from lerf.data.atomic import save_npy, write_json
 from lerf.data.demo_shapes import (CATALOGUE, SceneObject, ValueNoise, albedo, enclosing_sphere, first_hits,
                                    make_noise, object_bound, surface_normal, table, with_colour_gain)
 
@@ -473,7 +474,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def _write_json(path: Path, data: dict, indent: int | None = 1) -> None:
-    path.write_text(json.dumps(data, indent=indent))
+    write_json(path, data, indent=indent)
 
 
 def generate_demo_scene(out_dir: str | Path, seed: int = 0, num_views: int = 48, width: int = 128, height: int = 128,
@@ -497,7 +498,7 @@ def generate_demo_scene(out_dir: str | Path, seed: int = 0, num_views: int = 48,
         rgb, depth, ids = render_view(scene, c2w, rays)
         name = _frame_name(k)
         Image.fromarray(rgb).save(out / "images" / f"{name}.png")
-        np.save(out / "depths" / f"{name}.npy", depth)
+        save_npy(out / "depths" / f"{name}.npy", depth)
         Image.fromarray(ids).save(out / "ids" / f"{name}.png")
         if k % EVAL_EVERY == 0:
             label = {"info": {"name": f"{name}.png", "height": height, "width": width},

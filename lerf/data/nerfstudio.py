@@ -91,15 +91,55 @@ def _image_path(root: Path, file_path: str, downscale: int) -> tuple[Path, bool]
     return original, downscale > 1
 
 
-def _load_image(path: Path, resize_by: int, expected_hw: tuple[int, int], json_path: Path, name: str) -> torch.Tensor:
+def _read_pixels(path: Path, where: str) -> np.ndarray:
     if not path.is_file():
-        raise SceneFormatError(f"{json_path}: frame '{name}': image {path} not found")
-    img = iio.imread(path)
+        raise SceneFormatError(f"{where}: image {path} not found")
+    try:
+        return np.asarray(iio.imread(path))
+    except Exception as err:  # noqa: BLE001 - each image library raises its own types
+        raise SceneFormatError(f"{where}: cannot read image {path} ({type(err).__name__}: {err}); is the file "
+                               "truncated or not an image?") from None
+
+
+def _unit_range(img: np.ndarray, path: Path, where: str) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: unsigned integers by their maximum, floats only if already in [0, 1]."""
+    if img.dtype.kind == "u":
+        return img.astype(np.float32) / np.iinfo(img.dtype).max
+    if img.dtype.kind == "f":
+        lo, hi = (float(np.nanmin(img)), float(np.nanmax(img))) if img.size else (0.0, 0.0)
+        if not np.isfinite(img).all() or lo < 0 or hi > 1:
+            raise SceneFormatError(f"{where}: image {path} is a float image with values in [{lo:.3g}, {hi:.3g}] "
+                                   "(or non-finite); expected [0, 1]. Convert HDR/linear float TIFFs to 8- or "
+                                   "16-bit sRGB")
+        return img.astype(np.float32)
+    raise SceneFormatError(f"{where}: image {path} has pixel type {img.dtype}; expected unsigned 8/16-bit or float")
+
+
+def _to_rgb(img: np.ndarray, background: Optional[list[float]], path: Path, where: str) -> np.ndarray:
+    """Grey, grey+alpha, RGB or RGBA -> uint8 RGB; transparent pixels composited onto `background`."""
     if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    img = img[..., :3]
-    if img.dtype != np.uint8:
-        img = (np.clip(img.astype(np.float32) / np.iinfo(img.dtype).max, 0, 1) * 255).round().astype(np.uint8)
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[-1] not in (1, 2, 3, 4):
+        raise SceneFormatError(f"{where}: image {path} has shape {img.shape}; expected grey, grey+alpha, RGB or RGBA")
+    if img.dtype == np.uint8 and img.shape[-1] == 3:
+        return img
+    pixels = _unit_range(img, path, where)
+    channels = pixels.shape[-1]
+    colour = np.repeat(pixels[..., :1], 3, axis=-1) if channels <= 2 else pixels[..., :3]
+    if channels in (2, 4) and (pixels[..., -1] < 1).any():
+        if background is None:
+            raise SceneFormatError(f"{where}: image {path} has transparent pixels (alpha) but the scene has no "
+                                   "background colour to composite them onto; set background_color in "
+                                   "transforms.json or scene.background_color=[r,g,b]")
+        alpha = pixels[..., -1:]
+        colour = colour * alpha + np.asarray(background, dtype=np.float32) * (1 - alpha)
+    return (np.clip(colour, 0, 1) * 255).round().astype(np.uint8)
+
+
+def _load_image(path: Path, resize_by: int, expected_hw: tuple[int, int], json_path: Path, name: str,
+                background: Optional[list[float]] = None) -> torch.Tensor:
+    where = f"{json_path}: frame '{name}'"
+    img = _to_rgb(_read_pixels(path, where), background, path, where)
     tensor = torch.from_numpy(np.ascontiguousarray(img))
     if resize_by > 1:
         h, w = tensor.shape[:2]
@@ -108,13 +148,48 @@ def _load_image(path: Path, resize_by: int, expected_hw: tuple[int, int], json_p
         tensor = resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
     if tuple(tensor.shape[:2]) != expected_hw:
         raise SceneFormatError(
-            f"{json_path}: frame '{name}': image {path} is {tensor.shape[1]}x{tensor.shape[0]} (w x h), "
+            f"{where}: image {path} is {tensor.shape[1]}x{tensor.shape[0]} (w x h), "
             f"expected {expected_hw[1]}x{expected_hw[0]} from 'w'/'h' (after downscale)")
     return tensor
 
 
-def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = True) -> RawScene:
-    """Read a nerfstudio scene directory. All frames must share one image size."""
+def _check_camera(fx: float, fy: float, w: float, h: float, pose: np.ndarray, json_path: Path, name: str) -> None:
+    """Intrinsics and pose a renderer can use: positive focal lengths and size, a rigid rotation."""
+    where = f"{json_path}: frame '{name}'"
+    if fx <= 0 or fy <= 0:
+        raise SceneFormatError(f"{where}: focal length must be > 0 pixels, got fl_x={fx}, fl_y={fy}")
+    if w < 1 or h < 1:
+        raise SceneFormatError(f"{where}: image size must be >= 1 pixel, got w={w}, h={h}")
+    rot = pose[:3, :3]
+    det = float(np.linalg.det(rot))
+    if abs(det) < 1e-6:
+        raise SceneFormatError(f"{where}: 'transform_matrix' has a degenerate rotation (determinant {det:.3g}; "
+                               "an all-zero pose?); expected a rigid camera-to-world matrix")
+    error = float(np.abs(rot.T @ rot - np.eye(3)).max())
+    if error > 1e-2:
+        raise SceneFormatError(f"{where}: 'transform_matrix' rotation is not orthonormal (R^T R differs from I by "
+                               f"{error:.3g}); expected a rigid camera-to-world matrix")
+
+
+def _frame_camera(meta: dict, frame: dict, json_path: Path, name: str, downscale: int
+                  ) -> tuple[np.ndarray, list[float], list[float], tuple[int, int]]:
+    """One frame's pose, intrinsics [fx, fy, cx, cy] and distortion (after downscale) and (h, w)."""
+    frame_model = frame.get("camera_model", meta.get("camera_model", "PINHOLE"))
+    if frame_model not in CAMERA_MODELS:
+        raise SceneFormatError(f"{json_path}: frame '{name}': unknown camera_model '{frame_model}'")
+    pose = _pose(frame, json_path, name)
+    fx, fy, cx, cy, w, h = (_frame_value(meta, frame, k, json_path, name) for k in INTRINSIC_KEYS)
+    _check_camera(fx, fy, w, h, pose, json_path, name)
+    dist = [float(frame.get(k, meta.get(k, 0.0))) for k in DISTORTION_KEYS] if frame_model == "OPENCV" else [0.0] * 4
+    # Downscaling scales pixel units; the principal point follows the pixel grid.
+    intr = [fx / downscale, fy / downscale, cx / downscale, cy / downscale]
+    return pose, intr, dist, (int(h) // downscale, int(w) // downscale)
+
+
+def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = True,
+                    background: Optional[list[float]] = None) -> RawScene:
+    """Read a nerfstudio scene directory. All frames must share one image size. RGBA images are
+    composited onto `background` (default: the file's background_color)."""
     root = Path(root)
     if not root.is_dir():
         raise SceneFormatError(f"{root}: scene directory not found (expected a folder with transforms.json)")
@@ -128,6 +203,7 @@ def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = Tr
     model = meta.get("camera_model", "PINHOLE")
     if model not in CAMERA_MODELS:
         raise SceneFormatError(f"{json_path}: unknown camera_model '{model}'; supported: {', '.join(CAMERA_MODELS)}")
+    background = background if background is not None else meta.get("background_color")
 
     poses, intr, dist, names, images, extras = [], [], [], [], [], {"depth": [], "ids": []}
     size = None
@@ -135,29 +211,18 @@ def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = Tr
         if not isinstance(frame, dict) or "file_path" not in frame:
             raise SceneFormatError(f"{json_path}: frame #{i} has no 'file_path'")
         name = str(frame["file_path"])
-        frame_model = frame.get("camera_model", model)
-        if frame_model not in CAMERA_MODELS:
-            raise SceneFormatError(f"{json_path}: frame '{name}': unknown camera_model '{frame_model}'")
-        poses.append(_pose(frame, json_path, name))
-        fx, fy, cx, cy, w, h = (_frame_value(meta, frame, k, json_path, name) for k in INTRINSIC_KEYS)
-        w_px, h_px = int(w) // downscale, int(h) // downscale
+        pose, frame_intr, frame_dist, hw = _frame_camera(meta, frame, json_path, name, downscale)
         if size is None:
-            size = (h_px, w_px)
-        elif size != (h_px, w_px):
-            raise SceneFormatError(f"{json_path}: frame '{name}' is {w_px}x{h_px}, other frames {size[1]}x{size[0]}; "
+            size = hw
+        elif size != hw:
+            raise SceneFormatError(f"{json_path}: frame '{name}' is {hw[1]}x{hw[0]}, other frames {size[1]}x{size[0]}; "
                                    "all frames must share one image size")
-        # Downscaling scales pixel units; the principal point follows the pixel grid.
-        intr.append([fx / downscale, fy / downscale, cx / downscale, cy / downscale])
-        if frame_model == "OPENCV":
-            dist.append([float(frame.get(k, meta.get(k, 0.0))) for k in DISTORTION_KEYS])
-        else:
-            dist.append([0.0] * 4)
-        names.append(name)
+        poses.append(pose), intr.append(frame_intr), dist.append(frame_dist), names.append(name)
         for key, extra in (("depth", "depth_file_path"), ("ids", "mask_id_path")):
             extras[key].append(frame.get(extra))
         if load_images:
             path, resize_by = _image_path(root, name, downscale)
-            images.append(_load_image(path, downscale if resize_by else 1, size, json_path, name))
+            images.append(_load_image(path, downscale if resize_by else 1, size, json_path, name, background))
 
     intr_t = torch.tensor(intr, dtype=torch.float32)
     cameras = Cameras(

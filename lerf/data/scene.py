@@ -102,10 +102,23 @@ def normalise_cameras(cameras: Cameras, center: str) -> tuple[Cameras, Tensor, f
 
 
 def _load_object_ids(raw: RawScene) -> Optional[Tensor]:
+    """The per-frame object-id masks (demo scene), each checked to exist, read and match its image."""
     paths = raw.extras.get("ids", [])
     if not paths or any(p is None for p in paths):
         return None
-    ids = [torch.from_numpy(np.asarray(iio.imread(raw.root / p)).astype(np.int64)) for p in paths]
+    ids = []
+    for name, rel in zip(raw.frame_names, paths):
+        path, where = raw.root / rel, f"{raw.root / 'transforms.json'}: frame '{name}'"
+        if not path.is_file():
+            raise SceneFormatError(f"{where}: id mask {path} (mask_id_path) not found")
+        try:
+            mask = np.asarray(iio.imread(path))
+        except Exception as err:  # noqa: BLE001 - each image library raises its own types
+            raise SceneFormatError(f"{where}: cannot read id mask {path} ({type(err).__name__}: {err})") from None
+        if mask.ndim != 2 or mask.dtype.kind not in "ui" or mask.shape != tuple(raw.images.shape[1:3]):
+            raise SceneFormatError(f"{where}: id mask {path} is {mask.dtype} {mask.shape}; expected one integer "
+                                   f"channel of the image's size {tuple(raw.images.shape[1:3])}")
+        ids.append(torch.from_numpy(mask.astype(np.int64)))
     return torch.stack(ids)
 
 
@@ -117,6 +130,13 @@ def _load_labels(root: Path) -> Optional[dict[int, str]]:
     return {int(k): str(v) for k, v in objects.items()}
 
 
+def _why_missing(path: str) -> str:
+    if not Path(path).expanduser().is_absolute():  # runs trained before paths were stored absolute
+        return (f"scene.cache_dir '{path}' is relative to the directory training ran in; run from there, "
+                "or deleted since training?")
+    return "deleted since training?"
+
+
 def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
     """Where the scene's files are; generates the demo scene on first use when `generate`."""
     if cfg.kind == "demo":
@@ -126,7 +146,7 @@ def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
             path = demo_scene_dir(Path(cfg.cache_dir).expanduser(), cfg.seed, cfg.num_views, cfg.width, cfg.height)
             if not (path / "transforms.json").is_file():
                 raise SceneFormatError(
-                    f"demo scene cache {path} is missing (deleted since training?). Regenerate it with "
+                    f"demo scene cache {path.resolve()} is missing ({_why_missing(cfg.cache_dir)}). Regenerate it with "
                     f"`python -m lerf.data.demo_scene {path} --seed {cfg.seed} --views {cfg.num_views} "
                     f"--width {cfg.width} --height {cfg.height}`")
             return path
@@ -148,7 +168,7 @@ def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
 
 def load_scene(cfg: SceneConfig, generate: bool = True) -> SceneData:
     root = scene_root(cfg, generate)
-    raw = read_nerfstudio(root, downscale=cfg.downscale)
+    raw = read_nerfstudio(root, downscale=cfg.downscale, background=cfg.background_color)
     cameras, center, scale = normalise_cameras(raw.cameras, cfg.center)
     train_idx, eval_idx = split_indices(len(raw.frame_names), cfg.eval_every)
     bg = cfg.background_color if cfg.background_color is not None else raw.background_color

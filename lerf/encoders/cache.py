@@ -1,6 +1,6 @@
 """Disk cache of the CLIP pyramid and the DINO maps: fp16 `.npy` + a JSON sidecar holding the key.
 
-Layout, in a per-scene `cache_dir`:
+Layout, in a per-scene `cache_dir` (`scene_cache_dir`: the scene folder's name + a hash of its path):
     clip_pyramid_<encoder.name>.npy   (cells, d) float16, rows level-major (see pyramid.py)
     clip_pyramid_<encoder.name>.json  {"key": {...}, "shape", "dtype", "levels": [...], "build_s"}
     dino_maps_<encoder.name>.npy      (n, gh, gw, d) float16
@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 from jaxtyping import Int
 from torch import Tensor
 
+from lerf.data.atomic import replace_atomically, write_json
 from lerf.encoders.base import ClipEncoder, DenseEncoder
 from lerf.encoders.pyramid import (STORE_DTYPE, ClipPyramid, DinoMaps, Images, LevelGrid,
                                    build_clip_pyramid, build_dino_maps, pyramid_grids)
@@ -95,6 +95,16 @@ def key_differences(old: Any, new: Any, path: str = "key") -> list[str]:
     return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
 
 
+def scene_cache_dir(cache_root: str | Path, scene_root: str | Path) -> Path:
+    """<cache_root>/<scene folder name>-<hash of its resolved path>: two scenes in folders of the
+    same name never share (and rebuild) one cache, and the current directory does not matter.
+
+    Example: /data/a/teatime and /data/b/teatime -> teatime-1f3c9a2b, teatime-8d0e4c71."""
+    resolved = Path(scene_root).expanduser().resolve()
+    digest = hashlib.blake2b(str(resolved).encode(), digest_size=4).hexdigest()
+    return Path(cache_root).expanduser().resolve() / f"{resolved.name}-{digest}"
+
+
 def cache_paths(cache_dir: str | Path, stem: str) -> tuple[Path, Path]:
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem)
     return Path(cache_dir) / f"{stem}.npy", Path(cache_dir) / f"{stem}.json"
@@ -151,23 +161,10 @@ def write_atomic(data_path: Path, sidecar_path: Path, shape: tuple[int, ...],
         fill(out)
         out.flush()
 
-    replace_atomically(data_path, write_data)
+    replace_atomically(data_path, write_data, int(np.prod(shape)) * np.dtype(STORE_DTYPE).itemsize)
     sidecar = {**sidecar, "shape": list(shape), "dtype": np.dtype(STORE_DTYPE).name,
                "build_s": round(time.perf_counter() - start, 3)}
-    replace_atomically(sidecar_path, lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1, sort_keys=True)))
-
-
-def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
-    """`write(tmp)` beside `path`, fsync, then rename over `path`: readers see the old file or
-    the complete new one, never a partial one. The temp file is removed if `write` fails."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json(sidecar_path, sidecar, indent=1, sort_keys=True)
 
 
 def _levels_json(levels: Sequence[LevelGrid]) -> list[dict]:

@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from lerf.data.atomic import write_text
 from lerf.evaluation.report import markdown_table
 
 # (column title, source file, key, scale for display, table format); one home for what the table
@@ -174,6 +175,6 @@ def summarize_sweep(sweep_dir: str | Path, out_dir: str | Path | None = None) ->
     out = Path(out_dir) if out_dir is not None else Path(sweep_dir)
     out.mkdir(parents=True, exist_ok=True)
     table_path, png_path = out / "ablations.md", out / "ablations.png"
-    table_path.write_text(ablation_table(records))
+    write_text(table_path, ablation_table(records))
     ablation_chart(records, png_path)
     return table_path, png_path

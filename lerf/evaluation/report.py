@@ -1,10 +1,11 @@
 """Write evaluation results as JSON (for tools) and a markdown table (for people)."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from collections.abc import Sequence
+
+from lerf.data.atomic import write_json, write_text
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -59,5 +60,5 @@ def write_report(result: dict, json_path: str | Path, table_path: str | Path) ->
     json_path, table_path = Path(json_path), Path(table_path)
     for p in (json_path, table_path):
         p.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    table_path.write_text(format_table(result))
+    write_json(json_path, result)
+    write_text(table_path, format_table(result))

@@ -1,8 +1,10 @@
 """Files written for a query: raw map, colormapped PNG, overlay on the render, JSON summary."""
 from __future__ import annotations
 
-import json
+import hashlib
+import re
 from pathlib import Path
+from typing import Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -10,14 +12,26 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from lerf.data.atomic import replace_atomically, save_npy, write_json
 from lerf.query.engine import QueryResult, ViewRender
 from lerf.query.images import colorize, overlay, to_uint8
 
 
+SLUG_CHARS = 40
+
+
 def prompt_dirname(prompt: str) -> str:
-    """A safe folder name for a prompt: 'red mug' -> 'red_mug'."""
-    keep = "".join(c if c.isalnum() or c in "-_" else "_" for c in prompt.strip())
-    return keep.strip("_") or "prompt"
+    """A bounded folder name for a prompt, unique per prompt text.
+
+    Plain prompts (letters, digits, '-', single spaces, up to 40 characters) keep a readable
+    name; any other prompt gets a cut-down slug plus a hash of its exact text, so two prompts never
+    share a folder and a long prompt never makes a too-long file name.
+    Example: 'red mug' -> 'red_mug'; 'red_mug' -> 'red_mug-<8 hex>'; 'mug?' -> 'mug-<8 hex>'.
+    """
+    if len(prompt) <= SLUG_CHARS and re.fullmatch(r"[A-Za-z0-9-]+( [A-Za-z0-9-]+)*", prompt):
+        return prompt.replace(" ", "_")
+    slug = re.sub(r"[^A-Za-z0-9-]+", "_", prompt).strip("_")[:SLUG_CHARS].strip("_") or "prompt"
+    return f"{slug}-{hashlib.blake2b(prompt.encode(), digest_size=4).hexdigest()}"
 
 
 def check_writable(paths: list[Path], overwrite: bool) -> None:
@@ -34,20 +48,23 @@ def output_paths(out_dir: Path, view: str) -> dict[str, Path]:
             "json": out_dir / f"{view}.json"}
 
 
-def save_query(result: QueryResult, render: ViewRender, out_dir: Path, view: str, overwrite: bool = False) -> dict:
+def save_query(result: QueryResult, render: ViewRender, out_dir: Path, view: str, overwrite: bool = False,
+               step: Optional[int] = None) -> dict:
+    """The files of one prompt on one view; the JSON records the prompt text and the checkpoint
+    step that answered it."""
     paths = output_paths(out_dir, view)
     check_writable(list(paths.values()), overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     rel = result.relevancy
-    np.save(paths["npy"], rel.numpy().astype(np.float32))
+    save_npy(paths["npy"], rel.numpy().astype(np.float32))
     iio.imwrite(paths["png"], to_uint8(colorize(rel, vmin=0.0, vmax=1.0)))
     iio.imwrite(paths["overlay"], to_uint8(overlay(render.rgb, rel)))
     iio.imwrite(paths["rgb"], to_uint8(render.rgb))
     x, y = result.peak()
-    summary = {"prompt": result.prompt, "view": view, "scale_m": result.scale_m, "scale_index": result.scale_idx,
+    summary = {"prompt": result.prompt, "step": step, "view": view, "scale_m": result.scale_m, "scale_index": result.scale_idx,
                "peak_xy": [x, y], "peak_relevancy": float(rel[y, x]), "peak_depth_m": float(render.depth_m[y, x]),
                "max_relevancy_per_scale": result.maps.reshape(result.maps.shape[0], -1).amax(-1).tolist()}
-    paths["json"].write_text(json.dumps(summary, indent=2))
+    write_json(paths["json"], summary)
     return summary
 
 
@@ -66,18 +83,17 @@ def write_ply(path: Path, points: Float[Tensor, "n 3"], colors: Float[Tensor, "n
     for i, channel in enumerate(("red", "green", "blue")):
         vertex[channel] = rgb[:, i]
     vertex["relevancy"] = values.detach().cpu().float().numpy()
-    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(path))
+    ply = PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<")
+    replace_atomically(path, lambda tmp: ply.write(str(tmp)), vertex.nbytes + 4096)
 
 
 def write_video(target: Path, frames: list, fps: int = 12) -> Path:
     """MP4 through imageio-ffmpeg (its wheel ships an ffmpeg binary); a GIF beside it only when
     that writer is missing or fails, and then the user is told so."""
     try:
-        iio.imwrite(target, frames, fps=fps)
-        return target
+        return replace_atomically(target, lambda tmp: iio.imwrite(tmp, frames, fps=fps))
     except Exception as err:  # imageio-ffmpeg not installed, or its binary cannot run here
         gif = target.with_suffix(".gif")
         print(f"notice: could not write MP4 ({err}); wrote a GIF instead: {gif}. "
               "Install imageio-ffmpeg for MP4 output.")
-        iio.imwrite(gif, frames, duration=1000 / fps, loop=0)
-        return gif
+        return replace_atomically(gif, lambda tmp: iio.imwrite(tmp, frames, duration=1000 / fps, loop=0))

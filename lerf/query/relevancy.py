@@ -1,7 +1,7 @@
 """Relevancy of rendered CLIP embeddings to a text query (LERF §3.4), and the scale search."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from jaxtyping import Float
@@ -57,10 +57,26 @@ class TextEmbeddings:
         return torch.stack([self._cache[t] for t in texts])
 
 
-def validate_prompt(prompt: str) -> str:
-    if not isinstance(prompt, str) or not prompt.strip():
+# CLIP reads at most 77 tokens (about 300 characters of English); longer text would be cut silently.
+MAX_PROMPT_CHARS = 300
+
+
+def validate_prompt(prompt: Any) -> str:
+    """A prompt as text, stripped; empty, null, numbers and over-long texts are a ValueError that
+    says what to write instead (checked before anything is rendered)."""
+    if prompt is None:
+        raise ValueError("prompt is null: give a text such as prompt='red mug'")
+    if isinstance(prompt, (bool, int, float)):
+        raise ValueError(f"prompt {prompt!r} is a number, not text; to ask for the text write prompt=\"'{prompt}'\"")
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be text, got {type(prompt).__name__} {prompt!r}")
+    if not prompt.strip():
         raise ValueError(f"empty prompt {prompt!r}: give a text such as prompt='red mug'")
-    return prompt.strip()
+    text = prompt.strip()
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt '{text[:40]}...' is {len(text)} characters; CLIP reads at most 77 tokens "
+                         f"(about {MAX_PROMPT_CHARS} characters): shorten it")
+    return text
 
 
 # visible(unit-cube positions [n, 3]) -> bool [n]: whether enough training views saw each sample

@@ -19,6 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from lerf.config import RelevancyConfig
+from lerf.data.atomic import replace_atomically
 from lerf.data.cameras import Cameras
 from lerf.fields.encodings import from_unit_cube
 from lerf.query.points3d import visibility_counts
@@ -79,11 +80,9 @@ def build_visibility(model, cameras: Cameras, views: list[int], cfg: RelevancyCo
 
 
 def save_visibility(grid: VisibilityGrid, run_dir: Path) -> Path:
-    from lerf.checkpoint import save_atomic
-
     path = Path(run_dir) / VISIBILITY_FILE
-    save_atomic({"counts": grid.counts.to(torch.int16)}, path)
-    return path
+    counts = grid.counts.to(torch.int16)
+    return replace_atomically(path, lambda tmp: torch.save({"counts": counts}, tmp), counts.numel() * 2 + 4096)
 
 
 def load_visibility(run_dir: Path, min_views: int) -> Optional[VisibilityGrid]:

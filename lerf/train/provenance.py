@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from lerf.data.atomic import write_json
 
 PACKAGES = ("torch", "numpy", "hydra-core", "open_clip_torch", "timm", "tinycudann", "triton")
 
@@ -40,5 +41,4 @@ def write_provenance(run_dir: Path, step: int) -> Path:
     """provenance.json for a fresh run; provenance_resume_<step>.json for each resume."""
     name = "provenance.json" if step == 0 else f"provenance_resume_{step}.json"
     path = run_dir / name
-    path.write_text(json.dumps(provenance(), indent=2))
-    return path
+    return write_json(path, provenance())

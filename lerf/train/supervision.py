@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -14,7 +13,7 @@ from torch import Tensor
 from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
 from lerf.data.units import crop_size_m, ray_t_to_depth_m
-from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
+from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
 from lerf.encoders.factory import clip_encoder_for, dino_encoder_for
 from lerf.encoders.pyramid import linspace_fracs
 from lerf.model import LerfModel
@@ -54,7 +53,7 @@ def _on_device(features, device: torch.device):
 def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) -> LanguageSupervision:
     """Load (or compute once and cache) the CLIP pyramid and DINO maps of the training images."""
     images, ids = scene.images, scene.object_ids  # uint8: a quarter of the memory of floats
-    cache_dir = Path(cfg.encoder.cache_dir).expanduser() / scene.root.name
+    cache_dir = scene_cache_dir(cfg.encoder.cache_dir, scene.root)
     clip_encoder = clip_encoder_for(cfg.encoder, scene, device)
     pyramid = load_or_build_clip_pyramid(cache_dir, images, ids, clip_encoder, crop_fracs(cfg),
                                          batch_size=cfg.encoder.batch_size,

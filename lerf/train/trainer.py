@@ -7,14 +7,15 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from lerf import checkpoint as ckpt
-from lerf.config import TrainConfig, to_plain, to_typed
+from lerf.config import TrainConfig, apply_overrides, to_plain, to_typed, with_absolute_paths
+from lerf.data.atomic import write_json, write_yaml
 from lerf.data.scene import SceneData, load_scene
 from lerf.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
@@ -23,6 +24,7 @@ from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
 from lerf.train.provenance import write_provenance
 from lerf.train.rays import RayBatch, RaySampler
+from lerf.train.runlock import run_lock
 from lerf.train.supervision import LanguageSupervision, build_supervision, language_losses
 from lerf.train.tensorboard import tensorboard_images
 
@@ -68,16 +70,18 @@ def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torc
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     """Refuse to train over an existing run unless asked to resume it."""
-    existing = ckpt.checkpoint_path(run_dir)
-    if existing.exists() and not resume:
-        raise RunDirError(f"{run_dir} already holds a run ({existing}); pass resume={run_dir} to continue it, "
-                          "or choose another hydra.run.dir. Nothing was overwritten.")
+    if ckpt.has_checkpoint(run_dir) and not resume:
+        raise RunDirError(f"{run_dir} already holds a run ({ckpt.checkpoint_files(run_dir)[0]}); pass "
+                          f"resume={run_dir} to continue it, or choose another hydra.run.dir. Nothing was overwritten.")
 
 
 def _keep_previous(path: Path) -> None:
     """A resumed run re-evaluates; the earlier result is kept as <name>_step<N>.json."""
     if path.is_file():
-        steps = json.loads(path.read_text()).get("steps", "old")
+        try:
+            steps = json.loads(path.read_text()).get("steps", "old")
+        except (ValueError, AttributeError):  # damaged by an older, non-atomic writer: keep it for inspection
+            steps = "damaged"
         path.rename(path.with_name(f"{path.stem}_step{steps}{path.suffix}"))
 
 
@@ -113,24 +117,28 @@ class Run:
         ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
             step=step, config=self.cfg, geometry=self.geometry, dims=self.dims, model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            rng=ckpt.rng_state(self.generator), train_time_s=train_time_s, scale_range_m=self.scale_range_m))
+            rng=ckpt.rng_state(self.generator), train_time_s=train_time_s,
+            scale_range_m=self.scale_range_m), keep=self.cfg.trainer.keep_checkpoints)
 
 
-def _resume_target(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, Path, Optional[ckpt.Checkpoint]]:
-    """For `resume=<run>`: the run's own config (step budget from the command line) and checkpoint."""
+def _resume_target(cfg: TrainConfig, overrides: Sequence[str]) -> tuple[TrainConfig, Optional[ckpt.Checkpoint]]:
+    """For `resume=<run>`: the run's own config, changed only by the command line's `overrides`
+    (e.g. trainer.max_steps=5000), and its newest good checkpoint. A fresh run: absolute paths."""
     if not cfg.resume:
-        return cfg, run_dir, None
-    state = ckpt.load_checkpoint(cfg.resume)
-    saved = state.config
-    saved.trainer.max_steps = cfg.trainer.max_steps
+        return with_absolute_paths(cfg), None
+    state = ckpt.load_checkpoint(cfg.resume, set_aside_bad=True)
+    saved, changes = apply_overrides(state.config, overrides)
     saved.resume = cfg.resume
-    log.info("resuming %s from step %d", cfg.resume, state.step)
-    return saved, Path(cfg.resume), state
+    log.info("resuming %s from step %d with its own config%s", cfg.resume, state.step,
+             "; changed on the command line: " + ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changes.items())
+             if changes else " (nothing changed on the command line)")
+    return saved, state
 
 
-def setup(cfg: TrainConfig, run_dir: Path) -> Run:
-    """Data, supervision, model and optimiser of a fresh or resumed run."""
-    cfg, run_dir, state = _resume_target(cfg, run_dir)
+def setup(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> Run:
+    """Data, supervision, model and optimiser of a fresh or resumed run (run_dir already locked)."""
+    ckpt.remove_stale_temporaries(run_dir)
+    cfg, state = _resume_target(cfg, overrides)
     prepare_run_dir(run_dir, resume=state is not None)
     set_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
@@ -157,7 +165,7 @@ def setup(cfg: TrainConfig, run_dir: Path) -> Run:
 def _write_run_files(run: Run) -> None:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     name = "config.yaml" if run.start == 0 else f"config_resume_{run.start}.yaml"
-    (run.run_dir / name).write_text(OmegaConf.to_yaml(to_plain(run.cfg)))
+    write_yaml(run.run_dir / name, to_plain(run.cfg))
     write_provenance(run.run_dir, run.start)
 
 
@@ -170,6 +178,32 @@ def _log_step(writer, bar, logs: dict, run: Run, done: int, elapsed: float) -> N
     bar.set_postfix(loss=f"{logs['loss/total']:.4f}", psnr=f"{logs['psnr']:.2f}")
 
 
+def _check_loss(logs: dict, step: int, run_dir: Path) -> None:
+    """Stop at the first non-finite loss, before it reaches the weights or a checkpoint."""
+    if not math.isfinite(logs["loss/total"]):
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in logs.items() if k.startswith("loss/"))
+        kept = ckpt.checkpoint_files(run_dir)
+        raise ckpt.NonFiniteError(
+            f"training diverged: non-finite loss at step {step} ({terms}); stopped without checkpointing it. "
+            f"Last good checkpoint: {kept[0] if kept else 'none'}. Lower optim.lr, or check the scene's poses "
+            "and images")
+
+
+def _guarded_losses(run: Run, batch: RayBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """compute_losses, turning divergence into NonFiniteError: a non-finite loss, or non-finite
+    weights that made the forward pass itself fail (NaN positions index the hash grid out of range)."""
+    try:
+        loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
+    except (IndexError, RuntimeError) as err:
+        bad = [n for n, p in run.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise ckpt.NonFiniteError(f"training diverged: non-finite weights ({', '.join(bad[:3])}) at step "
+                                      f"{step + 1}; stopped without checkpointing them. Lower optim.lr") from err
+        raise
+    _check_loss(logs, step + 1, run.run_dir)
+    return loss, logs
+
+
 def train_steps(run: Run, writer) -> float:
     """Steps from run.start to max_steps; returns this session's training seconds."""
     tcfg = run.cfg.trainer
@@ -180,7 +214,7 @@ def train_steps(run: Run, writer) -> float:
     run.model.train()
     for step in bar:
         batch = sampler.sample(tcfg.rays_per_batch, run.generator)
-        loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
+        loss, logs = _guarded_losses(run, batch, step)
         run.note_scales(logs)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -211,29 +245,43 @@ def _final_eval(run: Run, summary: dict, evaluate: Evaluate, writer) -> None:
     text_encoder = run.supervision.text_encoder if run.supervision is not None else None
     summary.update(evaluate(run.model, run.scene, text_encoder, run.cfg, run.run_dir))
     _keep_previous(run.run_dir / "eval.json")
-    (run.run_dir / "eval.json").write_text(json.dumps(summary, indent=2))
+    write_json(run.run_dir / "eval.json", summary)
     writer.add_scalar("eval/psnr", summary["psnr"], run.cfg.trainer.max_steps)
 
 
-def train(cfg: DictConfig | TrainConfig, run_dir: Path, evaluate: Optional[Evaluate] = None) -> dict:
+def train(cfg: DictConfig | TrainConfig, run_dir: Path, evaluate: Optional[Evaluate] = None,
+          overrides: Sequence[str] = ()) -> dict:
     """Train the model described by `cfg`, writing checkpoints, TensorBoard and eval into run_dir;
-    `evaluate` (when given) scores the trained model and its result goes to eval.json."""
-    run = setup(to_typed(cfg), Path(run_dir))
+    `evaluate` (when given) scores the trained model and its result goes to eval.json. With
+    `resume=<run>` the run continues in its own directory with its own config, changed only by
+    `overrides` (the command line's key=value list). The run directory is locked throughout."""
+    cfg = to_typed(cfg)  # the schema rejects bad settings here, before any work
+    if cfg.resume and not Path(cfg.resume).is_dir():
+        raise FileNotFoundError(f"resume: run directory {cfg.resume} not found")
+    run_dir = Path(cfg.resume or run_dir).resolve()
+    with run_lock(run_dir):
+        return _train_locked(cfg, run_dir, evaluate, overrides)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, evaluate: Optional[Evaluate], overrides: Sequence[str]) -> dict:
+    run = setup(cfg, run_dir, overrides)
     _write_run_files(run)
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run.run_dir / "tensorboard"))
     tcfg = run.cfg.trainer
-    session_time = train_steps(run, writer)
-    if run.model.language is not None:
-        _save_visibility(run)
-    if tcfg.max_steps <= run.start:
-        log.info("nothing to train: checkpoint is at step %d, max_steps %d", run.start, tcfg.max_steps)
-    # Training time accumulates over resumes (setup and the final evaluation excluded).
-    summary = {"steps": tcfg.max_steps, "train_time_s": run.time_before + session_time,
-               "rays_per_s": tcfg.rays_per_batch * max(tcfg.max_steps - run.start, 0) / max(session_time, 1e-9)}
-    if evaluate is not None and tcfg.eval_at_end and run.scene.eval_idx:
-        _final_eval(run, summary, evaluate, writer)
-    writer.close()
+    try:
+        session_time = train_steps(run, writer)
+        if run.model.language is not None:
+            _save_visibility(run)
+        if tcfg.max_steps <= run.start:
+            log.info("nothing to train: checkpoint is at step %d, max_steps %d", run.start, tcfg.max_steps)
+        # Training time accumulates over resumes (setup and the final evaluation excluded).
+        summary = {"steps": tcfg.max_steps, "train_time_s": run.time_before + session_time,
+                   "rays_per_s": tcfg.rays_per_batch * max(tcfg.max_steps - run.start, 0) / max(session_time, 1e-9)}
+        if evaluate is not None and tcfg.eval_at_end and run.scene.eval_idx:
+            _final_eval(run, summary, evaluate, writer)
+    finally:
+        writer.close()
     log.info("done: %s", json.dumps(summary))
     return summary

@@ -1,0 +1,516 @@
+"""Fault injection: runs survive kill -9, damaged and full disks, two processes, bad input (issue 12).
+
+Real processes where it matters: `kill -9` during a checkpoint write and at a random moment, two
+trainings on one run, a full (tiny tmpfs) file system. Each case asserts what the user keeps and
+what they are told.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from lerf import checkpoint as ckpt
+from lerf.checkpoint import CheckpointError, NonFiniteError, checkpoint_files, load_checkpoint
+from lerf.cli import run as run_cli
+from lerf.config import TrainConfig, to_typed
+from lerf.data.atomic import DiskFullError, replace_atomically, write_json
+from lerf.data.nerfstudio import SceneFormatError, read_nerfstudio
+from lerf.encoders.cache import scene_cache_dir
+from lerf.query.outputs import prompt_dirname
+from lerf.train.runlock import RunInUseError, run_lock
+from lerf.train.trainer import train
+from tests.helpers import tiny_config, tiny_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
+NO_LANG = ("model.language.enabled=false", "trainer.eval_at_end=false")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    """Scene and feature caches shared by this module's runs (the demo scene is generated once)."""
+    root = tmp_path_factory.mktemp("faults")
+    train(tiny_config(root, *NO_LANG, "trainer.max_steps=1"), root / "warmup")
+    return root
+
+
+def _train(shared: Path, run: Path, *extra: str, overrides=(), **kw) -> dict:
+    return train(tiny_config(shared, *NO_LANG, *extra), run, overrides=list(overrides), **kw)
+
+
+def _steps(run: Path) -> list[int]:
+    return [ckpt._file_step(p) for p in checkpoint_files(run)]
+
+
+def _python(code: str, *args: str, cwd: Path = REPO, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], cwd=cwd, env=ENV, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def _one_line_error(stderr: str, *needles: str) -> str:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------- 1. resume config
+
+def test_resume_keeps_the_runs_own_config_and_logs_changed_keys(shared, tmp_path, caplog):
+    run = tmp_path / "run"
+    _train(shared, run, "trainer.max_steps=10", "trainer.checkpoint_every=5", "trainer.rays_per_batch=128")
+    # The preset says 20 steps and 256 rays; resuming without overrides keeps the run's 10 and 128.
+    preset = tiny_config(shared, f"resume={run}")
+    before = checkpoint_files(run)[0].read_bytes()
+    train(preset, tmp_path / "ignored", overrides=[f"resume={run}"])
+    assert _steps(run)[0] == 10 and checkpoint_files(run)[0].read_bytes() == before
+    assert not (tmp_path / "ignored").exists()
+    with caplog.at_level(logging.INFO, logger="lerf.train.trainer"):
+        train(preset, tmp_path / "ignored", overrides=[f"resume={run}", "trainer.max_steps=15"])
+    state = load_checkpoint(run)
+    assert state.step == 15 and state.config.trainer.rays_per_batch == 128
+    assert "trainer.max_steps: 10 -> 15" in caplog.text
+    with pytest.raises(ValueError, match="resume keeps the run's own config: 'model.hidden_dim=8'"):
+        train(preset, tmp_path / "ignored", overrides=[f"resume={run}", "model.hidden_dim=8"])
+
+
+@pytest.mark.slow
+def test_two_processes_kill9_and_train_py_resume(shared, tmp_path):
+    """A second train.py on a locked run is refused naming the holder's pid; after kill -9 (at any
+    moment, checkpoint writes included) train.py resume=<run> continues it from another directory,
+    with its own config, without touching .hydra/ or creating outputs/<date>/."""
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cmd = [sys.executable, str(REPO / "train.py")]
+    with open(tmp_path / "holder.err", "w") as err:
+        holder = subprocess.Popen(cmd + tiny_overrides(shared) + list(NO_LANG) + [
+            "trainer.max_steps=100000", "trainer.checkpoint_every=2", f"hydra.run.dir={run}"],
+            cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.time() + 120
+        while not (checkpoint_files(run) and (run / ".lock.pid").is_file()):
+            assert holder.poll() is None and time.time() < deadline, (tmp_path / "holder.err").read_text()[-3000:]
+            time.sleep(0.2)
+        os.kill(holder.pid, signal.SIGSTOP)  # frozen at a random moment, lock held, CPU free for the second
+        hydra_config = (run / ".hydra" / "config.yaml").read_bytes()
+        second = subprocess.run(cmd + [f"resume={run}"], cwd=elsewhere, env=ENV, text=True, capture_output=True,
+                                timeout=120)
+        assert second.returncode == 2
+        _one_line_error(second.stderr, f"in use by pid {holder.pid}")
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    step = load_checkpoint(run).step
+    done = subprocess.run(cmd + [f"resume={run}", f"trainer.max_steps={step + 2}"], cwd=elsewhere, env=ENV,
+                          text=True, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert load_checkpoint(run).step == step + 2 and len(checkpoint_files(run)) == 2
+    assert (run / ".hydra" / "config.yaml").read_bytes() == hydra_config
+    assert not (elsewhere / "outputs").exists() and not (tmp_path / "outputs").exists()
+    resumed = (run / f"config_resume_{step}.yaml").read_text()
+    assert f"max_steps: {step + 2}" in resumed and "rays_per_batch: 256" in resumed
+    assert f"trainer.max_steps: 100000 -> {step + 2}" in (run / "train.log").read_text()
+    assert not list((run / "checkpoints").glob(".*tmp*"))
+
+
+# ------------------------------------------------------------------------------ 2. atomic writes
+
+def test_atomic_write_keeps_the_old_file_when_killed_or_failing(tmp_path):
+    target = tmp_path / "eval.json"
+    write_json(target, {"v": "old"})
+    killed = _python("""
+        import os, signal, sys
+        from lerf.data.atomic import replace_atomically
+        def half(tmp):
+            tmp.write_text('{"v": "ne')
+            os.kill(os.getpid(), signal.SIGKILL)
+        replace_atomically(sys.argv[1], half)
+    """, str(target))
+    assert killed.returncode == -signal.SIGKILL
+    assert json.loads(target.read_text()) == {"v": "old"}
+
+    def failing(tmp: Path) -> None:
+        tmp.write_text("partial")
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError, match="writer failed"):
+        replace_atomically(target, failing)
+    assert json.loads(target.read_text()) == {"v": "old"}
+    assert [p.name for p in tmp_path.iterdir() if "tmp" in p.name and str(os.getpid()) in p.name] == []
+
+
+# ------------------------------------------------------------------------------ 3. K checkpoints
+
+def test_keeps_k_checkpoints_and_falls_back_past_damaged_ones(shared, tmp_path, caplog, capsys):
+    from lerf.evaluation.after_training import evaluate_trained
+
+    run = tmp_path / "run"
+    _train(shared, run, "trainer.max_steps=20", "trainer.checkpoint_every=5")
+    newest, older = checkpoint_files(run)
+    assert _steps(run) == [20, 15]  # trainer.keep_checkpoints=2
+    newest.write_bytes(newest.read_bytes()[:1000])  # torn write
+    with caplog.at_level(logging.WARNING, logger="lerf.checkpoint"):
+        assert load_checkpoint(run).step == 15
+    assert f"{newest} is damaged" in caplog.text and "falling back" in caplog.text
+    # none good: one line naming every file
+    good = older.read_bytes()
+    older.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(run)
+    assert str(newest) in str(err.value) and str(older) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(lambda: load_checkpoint(run))
+    assert exit_.value.code == 2
+    _one_line_error(capsys.readouterr().err, "no usable checkpoint")
+    # resume sets the damaged file aside and goes on; a damaged eval.json (older, non-atomic
+    # lerf) does not stop the final evaluation
+    older.write_bytes(good)
+    (run / "eval.json").write_text('{"psnr": 3')
+    train(tiny_config(shared, f"resume={run}"), run, evaluate=evaluate_trained,
+          overrides=[f"resume={run}", "trainer.eval_at_end=true"])
+    assert _steps(run) == [20, 15] and newest.with_name(newest.name + ".bad").is_file()
+    assert json.loads((run / "eval.json").read_text())["steps"] == 20
+    assert (run / "eval_stepdamaged.json").is_file()
+
+
+def test_checkpoint_is_verified_after_writing(shared, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _train(shared, run, "trainer.max_steps=5", "trainer.checkpoint_every=5")
+    state = load_checkpoint(run)
+    state.step = 6
+    monkeypatch.setattr(torch, "save", lambda obj, f: Path(f).write_bytes(b"garbage"))  # a silently bad write
+    with pytest.raises(CheckpointError, match="did not read back"):
+        ckpt.save_checkpoint(run, state)
+    assert _steps(run) == [5] and load_checkpoint(run).step == 5
+
+
+@pytest.mark.slow
+def test_kill9_during_a_checkpoint_write_then_resume(shared, tmp_path):
+    run = tmp_path / "run"
+    killed = _python("""
+        import os, signal, sys, torch
+        from pathlib import Path
+        from lerf.train.trainer import train
+        from tests.helpers import tiny_config
+        real, calls = torch.save, []
+        def dying_save(obj, f):
+            calls.append(f)
+            real(obj, f)
+            if len(calls) == 2:  # the second checkpoint: half on disk, then kill -9
+                data = Path(f).read_bytes()
+                Path(f).write_bytes(data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+        torch.save = dying_save
+        cfg = tiny_config(Path(sys.argv[1]), "model.language.enabled=false", "trainer.eval_at_end=false",
+                          "trainer.max_steps=15", "trainer.checkpoint_every=5")
+        train(cfg, Path(sys.argv[2]))
+    """, str(shared), str(run))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert _steps(run) == [5] and list((run / "checkpoints").glob(".*.tmp-*"))
+    train(tiny_config(shared, f"resume={run}"), run, overrides=[f"resume={run}"])
+    assert load_checkpoint(run).step == 15 and _steps(run) == [15, 10]
+    assert not list((run / "checkpoints").glob(".*.tmp-*"))
+
+
+# ----------------------------------------------------------------------------------- 4. paths
+
+def test_runs_store_absolute_paths_and_query_from_another_directory(shared, tmp_path, monkeypatch):
+    from lerf.query.run import load_run
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(shared / "scenes", tmp_path / "scenes")
+    cfg = tiny_config(shared, *NO_LANG, "scene.cache_dir=scenes", "encoder.cache_dir=features",
+                      "trainer.max_steps=2")
+    train(cfg, Path("run"))
+    stored = load_checkpoint(tmp_path / "run").config
+    assert stored.scene.cache_dir == str(tmp_path / "scenes") and Path(stored.encoder.cache_dir).is_absolute()
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert load_run(tmp_path / "run", "cpu").step == 2  # scene found although the cwd changed
+
+
+def test_feature_caches_are_keyed_by_the_scenes_resolved_path(tmp_path, monkeypatch):
+    a, b = tmp_path / "a" / "teatime", tmp_path / "b" / "teatime"
+    assert scene_cache_dir("cache", a) != scene_cache_dir("cache", b)
+    assert scene_cache_dir("cache", a).name.startswith("teatime-")
+    monkeypatch.chdir(tmp_path / "..")
+    rel = Path(tmp_path.name) / "a" / "teatime"
+    assert scene_cache_dir(tmp_path / "cache", rel) == scene_cache_dir(tmp_path / "cache", a)
+
+
+# ------------------------------------------------------------------------------------- 5. lock
+
+def test_run_lock_is_exclusive_and_names_the_holder(tmp_path):
+    with run_lock(tmp_path):
+        code = "import sys\nfrom lerf.train.runlock import run_lock\nwith run_lock(sys.argv[1]): pass\n"
+        second = _python(code, str(tmp_path))  # another process
+        assert "RunInUseError" in second.stderr and f"in use by pid {os.getpid()}" in second.stderr
+        with pytest.raises(RunInUseError, match=f"in use by pid {os.getpid()}"):
+            train(tiny_config(tmp_path, *NO_LANG), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+    with run_lock(tmp_path):  # released: free again
+        pass
+
+
+# -------------------------------------------------------------------------------- 6. full disk
+
+TMPFS_SCRIPT = """
+set -e
+mount -t tmpfs -o size=3m tmpfs "$1"
+mkdir -p "$1/run"
+echo keep > "$1/run/keep.txt"
+set +e
+"$2" "$3/train.py" "${@:4}" "hydra.run.dir=$1/run"
+echo "rc=$?"
+find "$1/run" -name '*tmp*' -o -name '*.pt'
+cat "$1/run/keep.txt"
+"""
+
+
+@pytest.mark.slow
+def test_full_disk_says_where_and_how_much_and_leaves_no_temporary(shared, tmp_path):
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"],
+                           capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs `unshare -rm` with user namespaces)")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(["unshare", "-rm", "bash", "-c", TMPFS_SCRIPT, "sh", str(mnt), sys.executable, str(REPO),
+                           *tiny_overrides(shared), *NO_LANG, "trainer.max_steps=5", "trainer.checkpoint_every=5"],
+                          env=ENV, text=True, capture_output=True, timeout=180)
+    assert "rc=2" in done.stdout, done.stdout[-2000:] + done.stderr[-3000:]
+    line = _one_line_error(done.stderr, f"no space left on {mnt}/run/checkpoints", "needs about", "MB")
+    assert "step_00000005.pt" in line
+    assert ".pt" not in done.stdout.split("rc=2")[1] and "tmp" not in done.stdout.split("rc=2")[1]
+    assert done.stdout.strip().endswith("keep")
+
+
+def test_full_disk_error_in_process(tmp_path, monkeypatch):
+    """Where no tmpfs can be mounted: ENOSPC injected into the writer gives the same message."""
+    import errno
+
+    def full(tmp: Path) -> None:
+        tmp.write_bytes(b"x" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError, match=f"no space left on {tmp_path}: writing a.npy needs about 2.0 MB"):
+        replace_atomically(tmp_path / "a.npy", full, needed_bytes=2 << 20)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ 7. bad images
+
+def _scene(root: Path, images: list[np.ndarray], suffix: str = ".png", meta: dict | None = None,
+           frames: list[dict] | None = None) -> Path:
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    h, w = images[0].shape[:2]
+    out = []
+    for i, img in enumerate(images):
+        iio.imwrite(root / "images" / f"f{i}{suffix}", img)
+        pose = np.eye(4)
+        pose[0, 3] = i
+        out.append({"file_path": f"images/f{i}{suffix}", "transform_matrix": pose.tolist()})
+    for frame, extra in zip(out, frames or []):
+        frame.update(extra)
+    base = {"fl_x": 10.0, "fl_y": 10.0, "cx": w / 2, "cy": h / 2, "w": w, "h": h, "frames": out, **(meta or {})}
+    (root / "transforms.json").write_text(json.dumps(base))
+    return root
+
+
+def test_truncated_image_names_the_file(tmp_path):
+    root = _scene(tmp_path, [np.full((6, 8, 3), 40, np.uint8)] * 2)
+    data = (root / "images" / "f1.png").read_bytes()
+    (root / "images" / "f1.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SceneFormatError, match=r"frame 'images/f1.png': cannot read image .*f1.png.*truncated"):
+        read_nerfstudio(root)
+
+
+def test_float_tiff_outside_unit_range_names_the_file(tmp_path):
+    from PIL import Image
+
+    root = _scene(tmp_path, [np.full((6, 8, 3), 40, np.uint8)] * 2)
+    Image.fromarray(np.full((6, 8), 4.0, np.float32), mode="F").save(root / "images" / "f1.tif")
+    meta = json.loads((root / "transforms.json").read_text())
+    meta["frames"][1]["file_path"] = "images/f1.tif"
+    (root / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(SceneFormatError, match=r"f1.tif is a float image with values in \[4, 4\]"):
+        read_nerfstudio(root)
+
+
+def test_alpha_is_composited_onto_the_background_or_rejected(tmp_path):
+    grey_alpha = np.zeros((6, 8, 2), np.uint8)
+    grey_alpha[..., 0], grey_alpha[:, :4, 1] = 255, 255  # white, left half opaque, right half transparent
+    rgba = np.concatenate([np.full((6, 8, 3), 255, np.uint8), grey_alpha[..., 1:]], -1)
+    root = _scene(tmp_path / "a", [grey_alpha, rgba])
+    with pytest.raises(SceneFormatError, match="f0.png has transparent pixels .* no background colour"):
+        read_nerfstudio(root)
+    scene = read_nerfstudio(root, background=[0.0, 0.0, 1.0])
+    for img in scene.images:
+        assert (img[:, :4] == 255).all()  # opaque white stays white
+        assert (img[:, 4:] == torch.tensor([0, 0, 255], dtype=torch.uint8)).all()  # transparent -> blue
+
+
+def test_missing_or_wrong_id_mask_names_the_file(tmp_path):
+    from lerf.data.scene import _load_object_ids
+
+    imgs = [np.full((6, 8, 3), 40, np.uint8)] * 2
+    root = _scene(tmp_path, imgs, frames=[{"mask_id_path": "ids/f0.png"}, {"mask_id_path": "ids/f1.png"}])
+    (root / "ids").mkdir()
+    iio.imwrite(root / "ids" / "f0.png", np.zeros((6, 8), np.uint8))
+    with pytest.raises(SceneFormatError, match=r"frame 'images/f1.png': id mask .*ids/f1.png .*not found"):
+        _load_object_ids(read_nerfstudio(root))
+    iio.imwrite(root / "ids" / "f1.png", np.zeros((3, 8), np.uint8))
+    with pytest.raises(SceneFormatError, match=r"ids/f1.png is uint8 \(3, 8\); expected"):
+        _load_object_ids(read_nerfstudio(root))
+
+
+# -------------------------------------------------------------------- 8. cameras and non-finite
+
+@pytest.mark.parametrize("change, message", [
+    ({"fl_x": -10.0}, "focal length must be > 0"),
+    ({"fl_y": 0.0}, "focal length must be > 0"),
+    ({"transform_matrix": np.zeros((4, 4)).tolist()}, "degenerate rotation"),
+    ({"transform_matrix": (np.eye(4) * [2, 1, 1, 1]).tolist()}, "not orthonormal"),
+])
+def test_bad_intrinsics_and_poses_name_the_frame(tmp_path, change, message):
+    root = _scene(tmp_path, [np.full((6, 8, 3), 40, np.uint8)] * 3, frames=[{}, change])
+    with pytest.raises(SceneFormatError, match=f"frame 'images/f1.png'.*{message}"):
+        read_nerfstudio(root)
+
+
+def test_non_finite_loss_stops_training_and_is_never_checkpointed(shared, tmp_path, monkeypatch):
+    from lerf.train import trainer
+
+    real = trainer.compute_losses
+
+    def diverging(model, batch, step, *args):
+        loss, logs = real(model, batch, step, *args)
+        if step >= 6:
+            loss, logs["loss/total"] = loss * float("nan"), float("nan")
+        return loss, logs
+
+    monkeypatch.setattr(trainer, "compute_losses", diverging)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=r"non-finite loss at step 7 .*Last good checkpoint: .*step_00000005.pt"):
+        _train(shared, run, "trainer.max_steps=20", "trainer.checkpoint_every=5")
+    assert _steps(run) == [5]
+    state = load_checkpoint(run)
+    assert all(torch.isfinite(v).all() for v in state.model.values() if v.is_floating_point())
+    # weights that went non-finite (the forward pass then fails inside the hash grid) stop it too
+    monkeypatch.setattr(trainer, "compute_losses", real)
+    real_step = torch.optim.Adam.step
+
+    def poisoning_step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        self.param_groups[0]["params"][0].data.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", poisoning_step)
+    with pytest.raises(NonFiniteError, match="training diverged: non-finite"):
+        _train(shared, tmp_path / "run2", "trainer.max_steps=20", "trainer.checkpoint_every=10")
+    assert not checkpoint_files(tmp_path / "run2")
+    monkeypatch.undo()
+    # and weights that went non-finite by another road are refused when saving
+    state.model[next(iter(state.model))].fill_(float("inf"))
+    state.step = 10
+    with pytest.raises(NonFiniteError, match="refusing to checkpoint step 10"):
+        ckpt.save_checkpoint(run, state)
+    assert _steps(run) == [5]
+
+
+# ----------------------------------------------------------------------------------- 9. prompts
+
+@pytest.mark.parametrize("arg, message", [
+    ("prompt=''", "empty prompt"), ("prompt=null", "prompt is null"), ("prompt=123", "is a number"),
+    ("prompt=[]", "holds no prompt"), ("prompt=" + "a" * 2000, "2000 characters"),
+    ("prompt=[mug, '']", "empty prompt"),
+])
+def test_prompts_are_validated_before_the_run_is_opened(arg, message):
+    import query
+
+    with pytest.raises(SystemExit, match=message):  # the run does not exist: validation came first
+        query.main(["run=/nonexistent/run", arg])
+
+
+def test_prompt_folders_are_bounded_and_unique():
+    names = [prompt_dirname(p) for p in ("red mug", "red_mug", "red mug?", "red  mug", "a" * 300, "a" * 299)]
+    assert names[0] == "red_mug" and len(set(names)) == len(names)
+    assert all(len(n) <= 50 for n in names)
+    assert prompt_dirname("../../etc") not in ("..", "") and "/" not in prompt_dirname("../../etc")
+
+
+@pytest.mark.slow
+def test_query_records_prompt_and_step_and_never_half_writes(shared, tmp_path):
+    import query
+
+    run = tmp_path / "run"
+    train(tiny_config(shared, "trainer.max_steps=4", "trainer.checkpoint_every=4", "trainer.eval_at_end=false"), run)
+    out = tmp_path / "q"
+    query.main([f"run={run}", "prompt=[red mug, red_mug, red mug]", f"out={out}", "views=0", "device=cpu"])
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == 2 and "red_mug" in folders  # the same text twice is one prompt
+    for folder in folders:
+        summary = json.loads((out / folder / "summary.json").read_text())
+        assert summary[0]["step"] == 4 and summary[0]["prompt"] in ("red mug", "red_mug")
+    before = sorted(p for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match="Nothing was written"):
+        query.main([f"run={run}", "prompt=[blue teapot, red mug]", f"out={out}", "views=0", "device=cpu"])
+    assert sorted(p for p in out.rglob("*")) == before  # blue teapot was not written either
+
+
+# ----------------------------------------------------------------------------------- 10. schema
+
+@pytest.mark.parametrize("key, value", [
+    ("checkpoint_every", 0), ("log_every", 0), ("rays_per_batch", 0), ("max_steps", -5), ("keep_checkpoints", 0),
+    ("eval_chunk", 0), ("image_every", -1),
+])
+def test_zero_or_negative_trainer_settings_are_rejected_at_start_up(tmp_path, key, value):
+    with pytest.raises(ValueError, match=f"trainer.{key} must be >= ., got {value}"):
+        train(tiny_config(tmp_path, f"trainer.{key}={value}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "scenes").exists()  # before any work
+
+
+def test_schema_defaults_are_valid():
+    to_typed(TrainConfig())
+
+
+# --------------------------------------------------------------------------------- 11. one line
+
+@pytest.mark.slow
+def test_query_py_prints_user_errors_as_one_line(tmp_path):
+    query = subprocess.run([sys.executable, str(REPO / "query.py"), f"run={tmp_path / 'nope'}", "prompt=mug"],
+                           cwd=tmp_path, env=ENV, text=True, capture_output=True, timeout=120)
+    assert query.returncode == 2
+    _one_line_error(query.stderr, "nope", "not found")
+    # train.py: see test_two_processes_kill9_and_train_py_resume ("in use by pid N")
+
+
+@pytest.mark.parametrize("script", ["render", "localization", "segmentation"])
+def test_eval_scripts_print_one_line_and_debug_shows_the_traceback(script, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    module = importlib.import_module(f"eval.{script}")
+    monkeypatch.setattr(sys, "argv", [script, f"run={tmp_path / 'nope'}"])
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(module.main)
+    assert exit_.value.code == 2
+    _one_line_error(capsys.readouterr().err, "nope")
+    monkeypatch.setattr(sys, "argv", [script, f"run={tmp_path / 'nope'}", "debug=true"])
+    with pytest.raises(FileNotFoundError):
+        run_cli(module.main)
