@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lerf, not an installed one
 from common import machine, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
