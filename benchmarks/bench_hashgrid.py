@@ -97,7 +97,9 @@ def measure(encoders: dict, x: torch.Tensor, repeats: int) -> dict:
     machine falls on all of them alike.
     """
     sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
-    upstream = torch.randn(x.shape[0], CONFIG["num_levels"] * CONFIG["features_per_level"], device=x.device)
+    with torch.no_grad():  # one upstream gradient per output width (encoders may differ)
+        upstream = {name: torch.randn(x.shape[0], module(x[:1]).shape[-1], device=x.device)
+                    for name, (module, _) in encoders.items()}
 
     def forward(module, param):
         with torch.no_grad():
@@ -105,7 +107,7 @@ def measure(encoders: dict, x: torch.Tensor, repeats: int) -> dict:
 
     def forward_backward(module, param):
         param.grad = None
-        (module(x) * upstream).sum().backward()
+        (module(x) * upstream[next(n for n, (m, _) in encoders.items() if m is module)]).sum().backward()
 
     times = {name: {"forward": [], "forward_backward": []} for name in encoders}
     for repeat in range(repeats + 1):  # the first round warms up and is not recorded

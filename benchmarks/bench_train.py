@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lerf, not an installed one
 from common import machine, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,9 +91,11 @@ def main() -> None:
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="benchmarks/results/train_cpu.json")
+    p.add_argument("--override", nargs="*", default=[], help="more Hydra overrides (e.g. scene.num_views=200)")
     p.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
-    scene = [f"scene.width={args.width}", f"scene.height={args.height}", f"trainer.device={args.device}"]
+    scene = [f"scene.width={args.width}", f"scene.height={args.height}", f"trainer.device={args.device}",
+             *args.override]
     if args.child is not None:  # one preset, in its own process
         print(json.dumps(run_preset(args.child + scene, args.steps, args.warmup, args.rays)))
         return
@@ -100,7 +103,7 @@ def main() -> None:
     for name in args.presets:
         cmd = [sys.executable, __file__, "--steps", str(args.steps), "--warmup", str(args.warmup), "--rays",
                str(args.rays), "--width", str(args.width), "--height", str(args.height), "--device", args.device,
-               "--child", *PRESETS[name]]
+               "--override", *args.override, "--child", *PRESETS[name]]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
         if proc.returncode != 0:
             rows[name] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}

@@ -6,11 +6,11 @@ import platform
 import statistics
 import time
 from pathlib import Path
-
-from lerf.data.atomic import write_json
 from typing import Callable
 
 import torch
+
+from lerf.data.atomic import write_json as write_json_atomic
 
 
 def machine() -> dict:
@@ -42,5 +42,5 @@ def median(values: list[float]) -> float:
 def write_json(result: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, result)
+    write_json_atomic(path, result)
     print(json.dumps(result, indent=2))

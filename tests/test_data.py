@@ -30,6 +30,16 @@ def test_rays_hand_computed():
     assert torch.allclose(z[1], torch.tensor(1 / math.sqrt(2)))
 
 
+def test_resized_camera_sees_the_same_rays():
+    # the image centre and corner pixel of a 2x smaller image look along the same directions
+    small = _camera().resized(50, 25)
+    assert (small.width, small.height) == (50, 25)
+    idx = torch.zeros(2, dtype=torch.long)
+    _, d_big, _ = camera_rays(_camera(), idx, torch.tensor([50.0, 0.0]), torch.tensor([50.0, 0.0]))
+    _, d_small, _ = camera_rays(small, idx, torch.tensor([25.0, 0.0]), torch.tensor([12.5, 0.0]))
+    assert torch.allclose(d_big, d_small, atol=1e-6)
+
+
 def test_rays_rotated_and_translated():
     # camera at (1, 2, 3) rotated 90 degrees about +y: its -z axis points to world -x
     rot = torch.tensor([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])

@@ -7,6 +7,12 @@ Two paths with the same math:
   embeddings at every searched scale, stored exactly as factors through the CLIP head's last
   linear layer (hidden width instead of CLIP width) — and answers each new prompt with one
   matrix product against [query; canonical phrases].
+
+The cache of one view is held to `cache_budget_bytes` (default 4 GiB). When the full factors do
+not fit (1440x1080 x 30 scales x hidden width 256 is ~24 GB in fp16), the view is cached as a
+low-rank projection with error bounds plus its language samples (bounded.py): the chosen scale and
+peak pixel stay exact (the argument is in bounded.py), the chosen scale's map is recomputed
+exactly, and the other scales' maps are bound centres.
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from torch import Tensor
 
 from lerf.config import RelevancyConfig
 from lerf.data.cameras import Cameras
+from lerf.query.bounded import LowRankFactors, exact_relevancy, rank_for_budget, render_low_rank, search_maps, \
+    text_directions
 from lerf.query.relevancy import (TextEmbeddings, best_scale, relevancy, render_clip_factors, render_embeddings,
                                   scale_values, validate_prompt)
 from lerf.query.render import render_view
@@ -32,13 +40,17 @@ class ViewRender:
     depth_m: Float[Tensor, "h w"]
     accumulation: Float[Tensor, "h w"]
     # Prompt-independent factors of the unit CLIP embeddings at every scale (see
-    # relevancy.render_clip_factors): exact, and hidden-width instead of CLIP-width.
-    hidden: Float[Tensor, "n s hid"]  # stored at cache_dtype
-    weight_sum: Float[Tensor, "n s"]
-    norms: Float[Tensor, "n s"]
+    # relevancy.render_clip_factors): exact, and hidden-width instead of CLIP-width. None when the
+    # view is cached as `low_rank` instead (too large for the budget).
+    hidden: Optional[Float[Tensor, "n s hid"]] = None  # stored at cache_dtype
+    weight_sum: Optional[Float[Tensor, "n s"]] = None
+    norms: Optional[Float[Tensor, "n s"]] = None
+    low_rank: Optional[LowRankFactors] = None
 
     @property
     def cache_bytes(self) -> int:
+        if self.low_rank is not None:
+            return self.low_rank.nbytes
         return sum(t.numel() * t.element_size() for t in (self.hidden, self.weight_sum, self.norms))
 
 
@@ -48,6 +60,9 @@ class QueryResult:
     maps: Float[Tensor, "s h w"]  # relevancy at every searched scale
     scale_idx: int
     scale_m: float
+    # Low-rank cache only: (pixel, scale) pairs recomputed exactly; the maps of the other scales
+    # are bound centres there (bounded.py), exact in their argmax.
+    recomputed: Optional[int] = None
 
     @property
     def relevancy(self) -> Float[Tensor, "h w"]:
@@ -63,7 +78,8 @@ class QueryResult:
 class QueryEngine:
     def __init__(self, model, text_encoder, cfg: RelevancyConfig, chunk: int = 4096,
                  cache_dtype: torch.dtype | None = None, max_cached_views: int = 8,
-                 visibility: Optional[VisibilityGrid] = None):
+                 visibility: Optional[VisibilityGrid] = None, cache_budget_bytes: int = 4 * 2**30,
+                 exact_map: bool = True):
         if model.language is None:
             raise ValueError("this run has no language field (model.language.enabled=false): nothing to query")
         self.model = model.eval()
@@ -78,6 +94,10 @@ class QueryEngine:
         self.cache_dtype = cache_dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
         # Least recently used views are dropped: one 128x128 demo view is ~120 MB at 30 scales.
         self.max_cached_views = max_cached_views
+        # Per view. A view over budget is cached low-rank; `exact_map` then also recomputes the
+        # chosen scale's whole map exactly (one scale's language pass; the peak is exact either way).
+        self.cache_budget_bytes = cache_budget_bytes
+        self.exact_map = exact_map
         self._views: OrderedDict[object, ViewRender] = OrderedDict()
 
     @property
@@ -85,7 +105,26 @@ class QueryEngine:
         return next(self.model.parameters()).device
 
     # -- rendering ------------------------------------------------------------------------------
+    def full_cache_bytes(self, pixels: int) -> int:
+        """Bytes of the full factor cache of a `pixels`-pixel view (hidden at cache_dtype; A and
+        the norm per scale, fp32)."""
+        hid = self.model.language.clip_out.in_features
+        element = torch.empty(0, dtype=self.cache_dtype).element_size()
+        return pixels * len(self.scales) * (hid * element + 8)
+
     def _render(self, cameras: Cameras, cam: int) -> ViewRender:
+        """Render a view once: the full factor cache when it fits the budget, else the bounded one."""
+        pixels = cameras.height * cameras.width
+        if self.full_cache_bytes(pixels) <= self.cache_budget_bytes:
+            return self._render_full(cameras, cam)
+        width = self.model.language.clip_out.in_features + 1
+        rank = rank_for_budget(pixels, len(self.scales), width, self.model.cfg.language.samples_per_ray,
+                               self.cache_budget_bytes, self.cache_dtype)
+        r, low_rank = render_low_rank(self.model, cameras, cam, self.scales.to(self.device), rank, self.chunk,
+                                      self.cache_dtype, self.visible)
+        return ViewRender(r["rgb"], r["depth_m"], r["accumulation"], low_rank=low_rank)
+
+    def _render_full(self, cameras: Cameras, cam: int) -> ViewRender:
         """Render a view once, keeping RGB, depth and the CLIP factors at every scale."""
         scales = self.scales.to(self.device)
 
@@ -133,15 +172,34 @@ class QueryEngine:
         # A ray with no visible language weight has a zero embedding: relevancy 0 (as `relevancy`).
         return torch.where(render.norms > 0, rel, torch.zeros_like(rel)).T.cpu()
 
-    def _result(self, prompt: str, maps: Float[Tensor, "s h w"]) -> QueryResult:
+    def _maps_low_rank(self, low_rank: LowRankFactors, texts: Float[Tensor, "t d"]
+                       ) -> tuple[Float[Tensor, "s n"], int]:
+        """Maps with the exact best scale and peak from the bounded cache (bounded.search_maps),
+        the chosen scale's map recomputed exactly if `exact_map`; and how many (pixel, scale)
+        pairs the search recomputed."""
+        dirs = text_directions(self.model.language.clip_out, texts.to(self.device))
+        scales, temperature = self.scales.tolist(), self.cfg.temperature
+        maps, recomputed = search_maps(self.model, low_rank, scales, dirs, temperature, self.chunk)
+        if self.exact_map:
+            idx, _ = best_scale(maps)
+            pixels = torch.arange(maps.shape[1], device=maps.device)
+            maps[idx] = exact_relevancy(self.model, low_rank, pixels, scales[idx], dirs, temperature, self.chunk)
+        return maps.cpu(), recomputed
+
+    def _result(self, prompt: str, maps: Float[Tensor, "s h w"], recomputed: Optional[int] = None) -> QueryResult:
         idx, _ = best_scale(maps.reshape(maps.shape[0], -1))
-        return QueryResult(prompt, maps, idx, float(self.scales[idx]))
+        return QueryResult(prompt, maps, idx, float(self.scales[idx]), recomputed)
 
     def query(self, prompt: str, cameras: Cameras, cam: int, key: object = None) -> QueryResult:
-        """Cached path: a new prompt on a rendered view costs one matrix product."""
+        """Cached path: a new prompt on a rendered view costs one matrix product (full cache), or
+        a bounded search plus a few exact recomputations (low-rank cache)."""
         render = self.view(cameras, cam, key)
-        maps = self._maps(render, self._texts(prompt))
-        return self._result(prompt, maps.reshape(-1, cameras.height, cameras.width))
+        recomputed = None
+        if render.low_rank is not None:
+            maps, recomputed = self._maps_low_rank(render.low_rank, self._texts(prompt))
+        else:
+            maps = self._maps(render, self._texts(prompt))
+        return self._result(prompt, maps.reshape(-1, cameras.height, cameras.width), recomputed)
 
     def query_exact(self, prompt: str, cameras: Cameras, cam: int) -> QueryResult:
         """Reference path: re-render everything for this prompt (relevancy per scale, per chunk)."""

@@ -104,13 +104,13 @@ def relevancy_renderer(model, text_encoder, prompt: str, cfg: RelevancyConfig) -
 
 
 def query_samples(model, out: dict[str, Tensor], visible: Optional[Visible] = None
-                  ) -> tuple[Float[Tensor, "rk b"], Float[Tensor, "r k"]]:
-    """Bottleneck features and weights of the language samples of rays `out`. A sample that too
-    few training views saw (`visible` false) gets weight 0: it adds no relevancy (LERF §3.4)."""
+                  ) -> tuple[Float[Tensor, "r k 3"], Float[Tensor, "r k"]]:
+    """Positions and weights of the language samples of rays `out`. A sample that too few
+    training views saw (`visible` false) gets weight 0: it adds no relevancy (LERF §3.4)."""
     pos, w, _ = model.language_samples(out, model.cfg.language.samples_per_ray)
     if visible is not None:
         w = w * visible(model.unit_coords(pos.reshape(-1, 3))).reshape(w.shape).to(w.dtype)
-    return model.language_bottleneck(pos), w
+    return pos, w
 
 
 def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"],
@@ -118,7 +118,8 @@ def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s
     """Rendered, unit-norm CLIP embeddings of rays `out` at each scale (zero for a ray with no
     visible weight); geometry and the bottleneck are shared across scales, only the CLIP head
     runs per scale. Every sample of a query takes the searched scale (as in the authors' code)."""
-    bottleneck, w = query_samples(model, out, visible)
+    pos, w = query_samples(model, out, visible)
+    bottleneck = model.language_bottleneck(pos)
     return torch.stack([model.composite_clip(bottleneck, w, torch.full_like(w, float(s))) for s in scales_m.tolist()])
 
 
@@ -134,7 +135,13 @@ def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, "
     ||W·H + c·A|| per scale; a text t then scores ((t·W)·H + (t·c)·A) / norm — the same as
     t·normalize(embedding).
     """
-    bottleneck, w = query_samples(model, out, visible)
+    return clip_factors(model, *query_samples(model, out, visible), scales_m)
+
+
+def clip_factors(model, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"], scales_m: Float[Tensor, " s"]
+                 ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, "s r"], Float[Tensor, "s r"]]:
+    """`render_clip_factors` of given language samples (positions, weights)."""
+    bottleneck = model.language_bottleneck(pos)
     r, k = w.shape
     layer = model.language.clip_out
     normalize = model.cfg.language.normalize_samples

@@ -1,0 +1,22 @@
+"""Render time of one 512 px wide frame (lerf.query.render.render_view, RGB + depth, no
+language) of the query part's trained run. Dry run: 32 px."""
+from __future__ import annotations
+
+from common import median
+from gpu_parts.context import Context, timed, tiny_run
+
+
+def run(ctx: Context) -> dict:
+    from lerf.query.render import render_view
+    from lerf.query.run import load_run
+
+    loaded = load_run(tiny_run(ctx), str(ctx.device))
+    cameras = loaded.scene.cameras
+    width = ctx.size(512, 32)
+    height = round(width * cameras.height / cameras.width)
+    one = cameras.subset([0]).resized(width, height)
+    chunk = ctx.size(1 << 16, 1024)
+    render_view(loaded.model, one, 0, chunk)  # warm-up (kernel compilation, allocator)
+    times = timed(lambda: render_view(loaded.model, one, 0, chunk), ctx.size(5, 2), ctx.device)
+    return {"resolution": [width, height], "chunk": chunk, "median_ms": 1e3 * median(times),
+            "all_ms": [round(1e3 * t, 2) for t in times]}
