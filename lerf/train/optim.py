@@ -1,10 +1,15 @@
-"""Adam with one parameter group per network and LERF's exponential learning-rate decay."""
+"""Adam with one parameter group per network and LERF's exponential learning-rate decay; the
+camera pose corrections get their own settings and schedule (`optim.camera`, nerfstudio's)."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
 
-from lerf.config import OptimConfig
+from lerf.config import AdamConfig, OptimConfig
+
+CAMERA_GROUP = "pose_refinement"  # LerfModel's child that holds the per-frame pose corrections
 
 
 def lr_factor(step: int, lr: float, lr_final: float, decay_steps: int) -> float:
@@ -29,8 +34,17 @@ def param_groups(model: nn.Module) -> list[dict]:
     return groups
 
 
+def group_settings(name: str, cfg: OptimConfig) -> AdamConfig:
+    """The camera corrections' group uses optim.camera; every network uses optim itself."""
+    return cfg.camera if name == CAMERA_GROUP else cfg
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    optimizer = torch.optim.Adam(param_groups(model), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, cfg.lr, cfg.lr_final, cfg.decay_steps))
+    groups, schedules = param_groups(model), []
+    for group in groups:
+        s = group_settings(group["name"], cfg)
+        group.update(lr=s.lr, eps=s.eps, weight_decay=s.weight_decay)
+        schedules.append(partial(lr_factor, lr=s.lr, lr_final=s.lr_final, decay_steps=s.decay_steps))
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
     return optimizer, scheduler

@@ -5,7 +5,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from lerf import checkpoint as ckpt
 from lerf.config import TrainConfig, to_plain, to_typed
+from lerf.data.cameras import Cameras
 from lerf.data.scene import SceneData, load_scene
 from lerf.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
@@ -49,7 +50,7 @@ def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torc
                    supervision: Optional[LanguageSupervision]) -> tuple[torch.Tensor, dict[str, float]]:
     """Forward one batch of rays and sum every loss; returns the total and scalar logs."""
     cfg = model.cfg
-    out = model(batch.origins, batch.dirs, step=step, jitter=True, generator=generator)
+    out = model(batch.origins, batch.dirs, step=step, jitter=True, generator=generator, frame_idx=batch.image_idx)
     loss_rgb = rgb_loss(out["rgb"], batch.rgb)
     loss_inter = sum(interlevel_loss(out["bins"], out["weights"], b, w)
                      for b, w in zip(out["prop_bins"], out["prop_weights"]))
@@ -101,11 +102,17 @@ class Run:
         sup = self.supervision
         return {"clip": sup.clip_dim if sup else 0, "dino": sup.dino_dim if sup else 0}
 
+    @torch.no_grad()
+    def trained_cameras(self) -> Cameras:
+        """The scene's cameras with the learned pose corrections (the poses the model fits)."""
+        device = next(self.model.parameters()).device
+        return replace(self.scene.cameras, c2w=self.model.refined_c2w(self.scene.cameras.c2w.to(device)).cpu())
+
     def save(self, step: int, train_time_s: float) -> None:
         ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
             step=step, config=self.cfg, geometry=self.geometry, dims=self.dims, model=self.model.state_dict(),
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            rng=ckpt.rng_state(self.generator), train_time_s=train_time_s))
+            c2w=self.trained_cameras().c2w, optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), rng=ckpt.rng_state(self.generator), train_time_s=train_time_s))
 
 
 def _resume_target(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, Path, Optional[ckpt.Checkpoint]]:
@@ -131,7 +138,8 @@ def setup(cfg: TrainConfig, run_dir: Path) -> Run:
     scene = load_scene(cfg.scene)
     supervision = build_supervision(cfg, scene, device) if cfg.model.language.enabled else None
     # A resumed run keeps the geometry its weights were trained in.
-    geometry = state.geometry if state else SceneGeometry.from_scene(cfg.scene, scene.scale_factor, scene.background)
+    geometry = state.geometry if state else SceneGeometry.from_scene(
+        cfg.scene, scene.scale_factor, scene.background, len(scene.frame_names), scene.train_idx)
     clip_dim = supervision.clip_dim if supervision else 0
     model, backend = build_model(cfg.model, geometry, device, clip_dim, supervision.dino_dim if supervision else 0)
     cfg.resolved = {"device": str(device), "hashgrid_backend": backend}
@@ -171,7 +179,8 @@ def train_steps(run: Run, writer) -> float:
     t0 = time.perf_counter()
     run.model.train()
     for step in bar:
-        batch = sampler.sample(tcfg.rays_per_batch, run.generator)
+        # The pose corrections (if any) are applied anew each step, so the loss trains them.
+        batch = sampler.sample(tcfg.rays_per_batch, run.generator, run.model.refined_c2w(sampler.cameras.c2w))
         loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -191,8 +200,9 @@ def train_steps(run: Run, writer) -> float:
 
 def _final_eval(run: Run, summary: dict, evaluate: Evaluate, writer) -> None:
     run.model.eval()
+    scene = replace(run.scene, cameras=run.trained_cameras())  # the poses query and eval will see
     text_encoder = run.supervision.text_encoder if run.supervision is not None else None
-    summary.update(evaluate(run.model, run.scene, text_encoder, run.cfg, run.run_dir))
+    summary.update(evaluate(run.model, scene, text_encoder, run.cfg, run.run_dir))
     _keep_previous(run.run_dir / "eval.json")
     (run.run_dir / "eval.json").write_text(json.dumps(summary, indent=2))
     writer.add_scalar("eval/psnr", summary["psnr"], run.cfg.trainer.max_steps)
