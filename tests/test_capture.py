@@ -198,6 +198,11 @@ def test_capture_noise_jitters_training_frames_only(noisy_scenes):
         assert np.linalg.norm(c2w[:3, 3] - true_c2w[:3, 3]) == pytest.approx(0.01, abs=1e-6)
         ratio = noisy.images[k].float().mean() / clean.images[k].float().mean()
         assert 0.7 < ratio < 1.35
+    from lerf.evaluation.poses import pose_errors
+
+    errors = pose_errors(noisy)  # the given (noisy) poses against the recorded truth
+    assert errors["rotation_deg"] == pytest.approx(0.5, abs=1e-3) and errors["num_frames"] == 6
+    assert errors["translation_m"] == pytest.approx(0.01, abs=1e-5) and pose_errors(clean) is None
 
 
 def test_noisy_demo_turns_on_appearance_and_pose_refinement(tmp_path):
@@ -226,6 +231,11 @@ def test_noisy_run_saves_refined_poses_that_query_uses(tmp_path):
     held_out, trained = loaded.scene.eval_idx, loaded.scene.train_idx
     assert torch.equal(state.c2w[held_out], disk[held_out])
     assert not torch.allclose(state.c2w[trained], disk[trained])  # 20 steps at lr 6e-4 moved them
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    ea.Reload()
+    assert ea.Scalars("camera/rotation_deg")[-1].value > 0
 
 
 def test_eval_every_zero_trains_on_every_frame(tmp_path):

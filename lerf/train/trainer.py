@@ -165,6 +165,11 @@ def _log_step(writer, bar, logs: dict, run: Run, done: int, elapsed: float) -> N
     tcfg = run.cfg.trainer
     logs["rays_per_s"] = tcfg.rays_per_batch * (done - run.start) / max(elapsed, 1e-9)
     logs["lr"] = run.scheduler.get_last_lr()[0]
+    refine = run.model.pose_refinement
+    if refine is not None and refine.delta.numel():  # how far the corrections moved the cameras (mean)
+        delta = refine.delta.detach()
+        logs["camera/rotation_deg"] = float(torch.rad2deg(delta[:, 3:].norm(dim=-1)).mean())
+        logs["camera/translation_m"] = float(delta[:, :3].norm(dim=-1).mean()) / run.geometry.scale_factor
     for key, value in logs.items():
         writer.add_scalar(key, value, done)
     bar.set_postfix(loss=f"{logs['loss/total']:.4f}", psnr=f"{logs['psnr']:.2f}")
