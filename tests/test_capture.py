@@ -185,12 +185,13 @@ def test_capture_noise_jitters_training_frames_only(noisy_scenes):
     clean, noisy = noisy_scenes
     assert noisy.root != clean.root and noisy.eval_idx == clean.eval_idx == [0, 4]
     meta = json.loads((noisy.root / "transforms.json").read_text())
+    backdrop = noisy.object_ids == 0  # the constant background colour is never jittered
     for k, frame in enumerate(meta["frames"]):
         same_image = torch.equal(noisy.images[k], clean.images[k])
         if k in noisy.eval_idx:
             assert same_image and "capture_noise" not in frame
             continue
-        assert not same_image
+        assert not same_image and torch.equal(noisy.images[k][backdrop[k]], clean.images[k][backdrop[k]])
         true_c2w = np.asarray(frame["capture_noise"]["true_transform_matrix"])
         c2w = np.asarray(frame["transform_matrix"])
         cos = (np.trace(c2w[:3, :3].T @ true_c2w[:3, :3]) - 1) / 2

@@ -9,6 +9,11 @@ generator are left as they are. On every *training* frame:
 - pose noise (a slightly wrong SfM pose): the transform_matrix written to transforms.json is
   rotated by ROTATION_DEG about a random axis through the camera centre, and the centre moved
   TRANSLATION_M (metres, the demo's units) in a random direction.
+The gains apply to surface pixels only (object id != background id, from the frame's id image):
+the demo's backdrop is not geometry but the renderer's constant background colour, which the
+model composites after its colour MLP (transforms.json "background_color"). A jittered backdrop
+could only be faked with floaters in front of it, which no appearance embedding fixes; in a real
+capture the backdrop is geometry and goes through the colour MLP like everything else.
 Held-out frames (k % held_out_every == 0, the loader's split) keep their exact images and poses:
 they are the ground truth that novel views are scored against. Each noisy frame records what was
 done to it under "capture_noise" (gains and its true pose), so pose refinement can be scored.
@@ -71,18 +76,26 @@ def apply_gains(image: UInt8[np.ndarray, "h w 3"], gains: Float[np.ndarray, "3"]
     return np.clip(np.round(image.astype(np.float64) * gains), 0, 255).astype(np.uint8)
 
 
+def _jitter_image(root: Path, frame: dict, gains: Float[np.ndarray, "3"], background_id: int) -> None:
+    """Apply `gains` to the frame's surface pixels (see the module docstring), in place."""
+    image_path = root / frame["file_path"]
+    image = np.asarray(Image.open(image_path).convert("RGB"))
+    surface = np.asarray(Image.open(root / frame["mask_id_path"])) != background_id
+    Image.fromarray(np.where(surface[..., None], apply_gains(image, gains), image)).save(image_path)
+
+
 def add_capture_noise(root: Path, seed: int, held_out_every: int) -> None:
     """Jitter the images and poses of the training frames of the scene in `root`, in place."""
     path = root / "transforms.json"
     meta = json.loads(path.read_text())
+    background_id = int(json.loads((root / "labels.json").read_text()).get("background_id", 0))
     rng = np.random.default_rng([seed, SEED_OFFSET])
     for k, frame in enumerate(meta["frames"]):
         if held_out_every > 0 and k % held_out_every == 0:
             continue
         gains = draw_gains(rng)
         true_c2w = np.asarray(frame["transform_matrix"], dtype=np.float64)
-        image_path = root / frame["file_path"]
-        Image.fromarray(apply_gains(np.asarray(Image.open(image_path).convert("RGB")), gains)).save(image_path)
+        _jitter_image(root, frame, gains, background_id)
         frame["transform_matrix"] = perturb_pose(true_c2w, rng).tolist()
         frame["capture_noise"] = {"gains": gains.tolist(), "true_transform_matrix": true_c2w.tolist()}
     meta["capture_noise"] = {"seed": seed, "held_out_every": held_out_every, "exposure_stops": EXPOSURE_STOPS,
