@@ -146,6 +146,7 @@ def test_pose_refinement_recovers_a_perturbed_pose():
     holder.pose_refinement = PoseRefinement(train_frames=[1], num_frames=2)
     optim_cfg = OptimConfig()
     optim_cfg.camera.lr *= 10
+    optim_cfg.camera.warmup_steps = 0  # the scene is known from step 0 here
     optimizer, _ = build_optimizer(holder, optim_cfg)
     assert optimizer.param_groups[0]["weight_decay"] == 1e-2 and optimizer.param_groups[0]["eps"] == 1e-8
 
@@ -165,6 +166,21 @@ def test_pose_refinement_recovers_a_perturbed_pose():
     rot1, trans1 = error(refined)
     assert rot1 < 0.25 * rot0 and trans1 < 0.25 * trans0, (rot0, rot1, trans0, trans1)
     assert torch.equal(refined[0], given.c2w[0])
+
+
+def test_camera_lr_warms_up_then_decays():
+    from lerf.train.optim import lr_factor
+
+    holder = nn.Module()
+    holder.field = nn.Linear(2, 2)
+    holder.pose_refinement = PoseRefinement(train_frames=[0], num_frames=1)
+    optimizer, scheduler = build_optimizer(holder, OptimConfig())
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-2, 0.0]  # the cameras wait for the field
+    for _ in range(250):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(6e-4 * 0.5 * 0.01 ** (250 / 200000))
+    assert lr_factor(250, 1e-2, 1e-3, 5000, 500) == pytest.approx(0.5 * 10 ** -0.05)
 
 
 # --------------------------------------------------------------------------- noisy demo + training
