@@ -3,8 +3,10 @@
 Files: `checkpoints/step_<N>.pt`, the newest `trainer.keep_checkpoints` of them (each verified after
 writing); loading falls back from a damaged newest file to the next one, saying which was bad.
 A checkpoint alone is enough to resume or query a run: it holds the resolved config, the scene
-geometry the model was built for (normalisation, bounds, background), the feature widths, the
-weights, and — for resuming — optimiser, scheduler and RNG states. Resume, query, evaluation and
+geometry the model was built for (normalisation, bounds, background, training frames), the
+feature widths, the weights, the camera poses the model was fitted to (pose-refined for the
+training frames when `model.pose_refinement`), and — for resuming — optimiser, scheduler and RNG
+states. Resume, query, evaluation and
 the viewer all read it through `load_checkpoint`; none of them rebuilds the geometry elsewhere.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,13 +24,16 @@ import torch
 
 from lerf.config import TrainConfig, to_plain, to_typed
 from lerf.data.atomic import replace_atomically
+from lerf.data.cameras import Cameras
 from lerf.model import LerfModel, SceneGeometry, build_model
 
 CHECKPOINT_DIR = "checkpoints"
 LEGACY = "latest.pt"  # the single checkpoint of runs written before K checkpoints were kept
 FORMAT = "lerf-checkpoint"
 # 2: format + version keys, geometry and dims stored (written since the lerf/ layout of late 2026).
-VERSION = 2
+# 3: appearance embedding and pose refinement (their weights, the training frames in the geometry,
+#    the fitted camera poses `c2w`).
+VERSION = 3
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,9 @@ class Checkpoint:
     geometry: SceneGeometry
     dims: dict[str, int]  # {"clip": width of the CLIP target, "dino": width of the DINO target}
     model: dict[str, torch.Tensor]
+    # Camera-to-world of every scene frame in the normalised frame, as the model was fitted to
+    # them: pose-refined for training frames (model.pose_refinement), as loaded otherwise.
+    c2w: Optional[torch.Tensor] = None
     optimizer: Optional[dict] = None
     scheduler: Optional[dict] = None
     rng: Optional[dict] = None
@@ -61,6 +69,16 @@ class Checkpoint:
         model, _ = build_model(self.config.model, self.geometry, device, self.dims["clip"], self.dims["dino"])
         model.load_state_dict(self.model)
         return model.eval()
+
+    def fitted_cameras(self, cameras: Cameras) -> Cameras:
+        """The scene's cameras with the poses the model was fitted to (query, eval and the viewer
+        use these, so a pose-refined training view lines up with the field)."""
+        if self.c2w is None:
+            return cameras
+        if self.c2w.shape != cameras.c2w.shape:
+            raise CheckpointError(f"the checkpoint holds poses of {self.c2w.shape[0]} frames but the scene now has "
+                                  f"{cameras.c2w.shape[0]}: the scene on disk changed since training")
+        return replace(cameras, c2w=self.c2w.to(cameras.c2w))
 
 
 def checkpoint_file(run_dir: str | Path, step: int) -> Path:
@@ -119,7 +137,7 @@ def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint, keep: int = 2) -> Pat
     run_dir = Path(run_dir)
     _check_finite(ckpt, run_dir)
     state = {"format": FORMAT, "version": VERSION, "step": ckpt.step, "config": to_plain(ckpt.config),
-             "geometry": asdict(ckpt.geometry), "dims": dict(ckpt.dims), "model": ckpt.model,
+             "geometry": asdict(ckpt.geometry), "dims": dict(ckpt.dims), "model": ckpt.model, "c2w": ckpt.c2w,
              "optimizer": ckpt.optimizer, "scheduler": ckpt.scheduler, "rng": ckpt.rng,
              "train_time_s": ckpt.train_time_s, "scale_range_m": ckpt.scale_range_m}
     path = checkpoint_file(run_dir, ckpt.step)
@@ -140,6 +158,7 @@ def _parse(state: Any, path: Path) -> Checkpoint:
                               f"version {VERSION}")
     return Checkpoint(step=int(state["step"]), config=to_typed(state["config"]),
                       geometry=SceneGeometry(**state["geometry"]), dims=dict(state["dims"]), model=state["model"],
+                      c2w=state.get("c2w"),
                       optimizer=state["optimizer"], scheduler=state["scheduler"], rng=state["rng"],
                       train_time_s=float(state.get("train_time_s", 0.0)), scale_range_m=state.get("scale_range_m"))
 

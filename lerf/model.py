@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from lerf.config import ModelConfig, SceneConfig
+from lerf.data.pose_refinement import PoseRefinement
+from lerf.fields.appearance import AppearanceEmbedding
 from lerf.fields.encodings import to_unit_cube
 from lerf.fields.hashgrid import resolve_hashgrid_backend
 from lerf.fields.language_field import LanguageField
@@ -21,7 +23,9 @@ from lerf.render.sampling import intersect_box, sample_pdf, spacing_to_t, unifor
 
 @dataclass
 class SceneGeometry:
-    """What the model must know about the scene's frame; saved with every checkpoint."""
+    """What the model must know about the scene: its frame (normalisation, bounds, background)
+    and which frames it trains on (per-frame appearance and pose corrections are indexed by
+    them); saved with every checkpoint."""
 
     bounded: bool
     bound: float
@@ -29,15 +33,19 @@ class SceneGeometry:
     far: float
     scale_factor: float  # normalised units per metre (the poses' units times scene.metres_per_unit)
     background: Optional[list[float]]
+    num_frames: int = 0
+    train_frames: list[int] = field(default_factory=list)  # scene frame indices, in order
 
     @staticmethod
-    def from_scene(cfg: SceneConfig, scale_factor: float, background: Optional[Tensor]) -> "SceneGeometry":
+    def from_scene(cfg: SceneConfig, scale_factor: float, background: Optional[Tensor], num_frames: int = 0,
+                   train_frames: Optional[list[int]] = None) -> "SceneGeometry":
         """`scale_factor`: normalised units per pose unit (SceneData.scale_factor)."""
         bg = background.tolist() if background is not None else None
         if not cfg.metres_per_unit > 0:
             raise ValueError(f"scene.metres_per_unit must be > 0, got {cfg.metres_per_unit}")
         # scale_factor is per pose unit; per metre it is that divided by metres per unit.
-        return SceneGeometry(cfg.bounded, cfg.bound, cfg.near, cfg.far, float(scale_factor) / cfg.metres_per_unit, bg)
+        return SceneGeometry(cfg.bounded, cfg.bound, cfg.near, cfg.far, float(scale_factor) / cfg.metres_per_unit, bg,
+                             num_frames, list(train_frames or []))
 
 
 def anneal_exponent(step: int, anneal_steps: int, slope: float = 10.0) -> float:
@@ -61,12 +69,20 @@ class LerfModel(nn.Module):
         self.cfg = cfg
         self.geometry = geometry
         self.field = NerfField(cfg.grid, backend, cfg.hidden_dim, cfg.geo_feat_dim, cfg.color_hidden_dim,
-                               cfg.sh_degree)
+                               cfg.sh_degree, cfg.appearance_dim if cfg.appearance else 0)
         self.proposals = nn.ModuleList([ProposalField(p.grid, backend, p.hidden_dim) for p in cfg.proposals])
         self.language: Optional[LanguageField] = None
         if cfg.language.enabled and clip_dim > 0:
             self.language = LanguageField(cfg.language, backend, clip_dim,
                                           dino_dim if cfg.language.dino_enabled else 0)
+        # Per-frame parts last, so switching them on leaves the other networks' initialisation as is.
+        self.appearance: Optional[AppearanceEmbedding] = None
+        if cfg.appearance:
+            self.appearance = AppearanceEmbedding(geometry.train_frames, geometry.num_frames, cfg.appearance_dim,
+                                                  cfg.appearance_eval)
+        self.pose_refinement: Optional[PoseRefinement] = None
+        if cfg.pose_refinement:
+            self.pose_refinement = PoseRefinement(geometry.train_frames, geometry.num_frames)
         bg = torch.tensor(geometry.background) if geometry.background is not None else torch.zeros(0)
         self.register_buffer("background", bg, persistent=False)
 
@@ -90,9 +106,26 @@ class LerfModel(nn.Module):
     def unit_coords(self, pos: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
         return to_unit_cube(pos, self.geometry.bounded, self.geometry.bound)
 
+    def refined_c2w(self, c2w: Float[Tensor, "n 3 4"]) -> Float[Tensor, "n 3 4"]:
+        """The scene's camera-to-world (normalised frame) with the learned pose corrections of the
+        training frames applied; unchanged when pose refinement is off."""
+        return self.pose_refinement(c2w) if self.pose_refinement is not None else c2w
+
+    def _sample_appearance(self, frame_idx: Optional[Tensor], r: int, n: int) -> Optional[Tensor]:
+        """Each sample's appearance vector: its ray's frame's, repeated along the ray."""
+        if self.appearance is None:
+            return None
+        per_ray = self.appearance(frame_idx, r)
+        return per_ray[:, None, :].expand(-1, n, -1).reshape(r * n, -1)
+
     def forward(self, origins: Float[Tensor, "r 3"], dirs: Float[Tensor, "r 3"], step: int = 10**9,
-                jitter: bool = False, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
-        """Render rays: proposal resampling, then the NeRF. Distances are in normalised units."""
+                jitter: bool = False, generator: Optional[torch.Generator] = None,
+                frame_idx: Optional[Int[Tensor, " r"]] = None) -> dict[str, Tensor]:
+        """Render rays: proposal resampling, then the NeRF. Distances are in normalised units.
+
+        `frame_idx` names each ray's scene frame (training rays) for the appearance embedding;
+        None, or a frame the model did not train on, renders with the eval choice
+        (`model.appearance_eval`)."""
         r = origins.shape[0]
         near, far = self._near_far(origins, dirs)
         bins = uniform_bins(r, self.cfg.proposal_samples[0], jitter, origins.device, generator)
@@ -109,7 +142,7 @@ class LerfModel(nn.Module):
         pos, t_mid, deltas = self._positions(origins, dirs, near, far, bins)
         n = pos.shape[1]
         view = dirs[:, None, :].expand(-1, n, -1).reshape(-1, 3)
-        sigma, rgb = self.field(self.unit_coords(pos.reshape(-1, 3)), view)
+        sigma, rgb = self.field(self.unit_coords(pos.reshape(-1, 3)), view, self._sample_appearance(frame_idx, r, n))
         weights = volume.render_weights(sigma.reshape(r, n), deltas)
         acc = weights.sum(-1)
         color = volume.composite(weights, rgb.reshape(r, n, 3))

@@ -48,12 +48,6 @@ class Cameras:
         return Cameras(self.c2w[idx], self.fx_px[idx], self.fy_px[idx], self.cx_px[idx], self.cy_px[idx],
                        self.width, self.height, self.distortion[idx])
 
-    def resized(self, width: int, height: int) -> "Cameras":
-        """The same cameras rendering `width` x `height` images (intrinsics scaled per axis)."""
-        sx, sy = width / self.width, height / self.height
-        return Cameras(self.c2w, self.fx_px * sx, self.fy_px * sy, self.cx_px * sx, self.cy_px * sy, width, height,
-                       self.distortion)
-
 
 def distort(x: Tensor, y: Tensor, k: Float[Tensor, "... 4"]) -> tuple[Tensor, Tensor]:
     """OpenCV distortion of normalised image coordinates (k1, k2, p1, p2).

@@ -137,21 +137,34 @@ def _why_missing(path: str) -> str:
     return "deleted since training?"
 
 
-def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
-    """Where the scene's files are; generates the demo scene on first use when `generate`."""
-    if cfg.kind == "demo":
-        from lerf.data.demo_scene import ensure_demo_scene, demo_scene_dir
+def _demo_root(cfg: SceneConfig, generate: bool) -> Path:
+    from lerf.data.demo_scene import demo_scene_dir, ensure_demo_scene
 
-        if not generate:
-            path = demo_scene_dir(Path(cfg.cache_dir).expanduser(), cfg.seed, cfg.num_views, cfg.width, cfg.height)
-            if not (path / "transforms.json").is_file():
-                raise SceneFormatError(
-                    f"demo scene cache {path.resolve()} is missing ({_why_missing(cfg.cache_dir)}). Regenerate it with "
-                    f"`python -m lerf.data.demo_scene {path} --seed {cfg.seed} --views {cfg.num_views} "
-                    f"--width {cfg.width} --height {cfg.height}`")
-            return path
-        return ensure_demo_scene(Path(cfg.cache_dir).expanduser(), seed=cfg.seed, num_views=cfg.num_views,
-                                 width=cfg.width, height=cfg.height)
+    if not generate:
+        path = demo_scene_dir(Path(cfg.cache_dir).expanduser(), cfg.seed, cfg.num_views, cfg.width, cfg.height)
+        if not (path / "transforms.json").is_file():
+            raise SceneFormatError(
+                f"demo scene cache {path.resolve()} is missing ({_why_missing(cfg.cache_dir)}). Regenerate it with "
+                f"`python -m lerf.data.demo_scene {path} --seed {cfg.seed} --views {cfg.num_views} "
+                f"--width {cfg.width} --height {cfg.height}`")
+        return path
+    return ensure_demo_scene(Path(cfg.cache_dir).expanduser(), seed=cfg.seed, num_views=cfg.num_views,
+                             width=cfg.width, height=cfg.height)
+
+
+def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
+    """Where the scene's files are; generates the demo scene (and its capture-noise copy, with
+    scene.capture_noise) on first use when `generate`."""
+    if cfg.kind == "demo":
+        path = _demo_root(cfg, generate)
+        if cfg.capture_noise:
+            from lerf.data.capture_noise import ensure_noisy_scene
+
+            path = ensure_noisy_scene(path, cfg.seed, cfg.eval_every, generate)
+        return path
+    if cfg.capture_noise:
+        raise SceneFormatError(f"scene '{cfg.name}': scene.capture_noise adds synthetic noise to the demo scene only "
+                               "(scene.kind=demo); a real capture brings its own")
     if cfg.kind == "nerfstudio":
         if not cfg.path:
             raise SceneFormatError(f"scene '{cfg.name}': scene.path is not set; point it at a folder with "

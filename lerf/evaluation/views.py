@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 def evaluate_views(model: LerfModel, scene: SceneData, out_dir: Path, chunk: int = 4096) -> dict:
     """Render every held-out view; returns mean PSNR/SSIM and per-view numbers."""
+    if not scene.eval_idx:
+        raise ValueError(f"scene {scene.root} has no held-out view to score (scene.eval_every=0 trains on every "
+                         "frame)")
     out_dir.mkdir(parents=True, exist_ok=True)
     per_view = {}
     for i in tqdm(scene.eval_idx, desc="eval views", leave=False):

@@ -25,6 +25,11 @@ def render_view(model, cameras: Cameras, index: int, chunk: int = 4096,
     Returns rgb [h, w, 3], depth_m [h, w] (camera z, world units), accumulation [h, w] — float32
     on the CPU — plus every tensor `extras` returns per chunk (rays first), reshaped to
     [h, w, ...] and left on the device and dtype `extras` chose (a cache may stay on the GPU).
+
+    Appearance: every view renders with the model's eval choice (`model.appearance_eval`, the
+    mean training embedding by default), never a training frame's own vector: `cameras` may be
+    a camera path or a resized copy, so `index` does not name a scene frame, and a view should
+    not change colour with the exposure of whichever photo was taken there.
     """
     device = next(model.parameters()).device
     h, w = cameras.height, cameras.width

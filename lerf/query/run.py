@@ -60,6 +60,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     ckpt = load_checkpoint(run_dir, map_location=dev)
     # Reading a run must never write into it or regenerate data behind the user's back.
     scene = load_scene(ckpt.config.scene, generate=False)
+    scene.cameras = ckpt.fitted_cameras(scene.cameras)  # pose-refined training views, when refined
     model = ckpt.build_model(dev)
     log.info("loaded %s (step %d)", run_dir, ckpt.step)
     return LoadedRun(run_dir, ckpt.config, model, scene, ckpt.step, ckpt.scale_range_m)

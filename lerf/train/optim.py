@@ -1,22 +1,29 @@
-"""Adam with one parameter group per network and LERF's exponential learning-rate decay."""
+"""Adam with one parameter group per network and LERF's exponential learning-rate decay; the
+camera pose corrections get their own settings and schedule (`optim.camera`, nerfstudio's)."""
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
 
-from lerf.config import OptimConfig
+from lerf.config import AdamConfig, OptimConfig
+
+CAMERA_GROUP = "pose_refinement"  # LerfModel's child that holds the per-frame pose corrections
 
 
-def lr_factor(step: int, lr: float, lr_final: float, decay_steps: int) -> float:
-    """Multiplier on `lr` at `step`: exponential from lr to lr_final over decay_steps, then held.
+def lr_factor(step: int, lr: float, lr_final: float, decay_steps: int, warmup_steps: int = 0) -> float:
+    """Multiplier on `lr` at `step`: exponential from lr to lr_final over decay_steps, then held;
+    times a linear ramp from 0 over the first warmup_steps (none when 0).
 
     Example: lr 1e-2, lr_final 1e-3, decay_steps 5000 -> step 2500 gives 10^-0.5 ≈ 0.316,
-    step 5000 and later give 0.1.
+    step 5000 and later give 0.1; with warmup_steps 500, step 250 gives 0.5 · 10^-0.05 ≈ 0.446.
     """
+    ramp = min(max(step, 0) / warmup_steps, 1.0) if warmup_steps > 0 else 1.0
     if decay_steps <= 0:
-        return lr_final / lr
+        return ramp * lr_final / lr
     t = min(max(step, 0), decay_steps) / decay_steps
-    return (lr_final / lr) ** t
+    return ramp * (lr_final / lr) ** t
 
 
 def param_groups(model: nn.Module) -> list[dict]:
@@ -29,8 +36,18 @@ def param_groups(model: nn.Module) -> list[dict]:
     return groups
 
 
+def group_settings(name: str, cfg: OptimConfig) -> AdamConfig:
+    """The camera corrections' group uses optim.camera; every network uses optim itself."""
+    return cfg.camera if name == CAMERA_GROUP else cfg
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    optimizer = torch.optim.Adam(param_groups(model), lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, cfg.lr, cfg.lr_final, cfg.decay_steps))
+    groups, schedules = param_groups(model), []
+    for group in groups:
+        s = group_settings(group["name"], cfg)
+        group.update(lr=s.lr, eps=s.eps, weight_decay=s.weight_decay)
+        schedules.append(partial(lr_factor, lr=s.lr, lr_final=s.lr_final, decay_steps=s.decay_steps,
+                                 warmup_steps=s.warmup_steps))
+    optimizer = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
     return optimizer, scheduler

@@ -1,7 +1,8 @@
 """Random training rays drawn across all training images."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Optional
 
 import torch
 from jaxtyping import Float, Int
@@ -31,7 +32,10 @@ class RaySampler:
         self.train_idx = torch.tensor(scene.train_idx, dtype=torch.long)
         self.cameras = scene.cameras.to(device)
 
-    def sample(self, num_rays: int, generator: torch.Generator) -> RayBatch:
+    def sample(self, num_rays: int, generator: torch.Generator,
+               c2w: Optional[Float[Tensor, "n 3 4"]] = None) -> RayBatch:
+        """`c2w` replaces the scene's poses (on the device), e.g. the pose-refined ones, so that
+        gradients reach the pose corrections through the rays."""
         h, w = self.scene.height, self.scene.width
         pick = torch.randint(len(self.train_idx), (num_rays,), generator=generator)
         img = self.train_idx[pick]
@@ -40,5 +44,6 @@ class RaySampler:
         rgb = self.scene.images[img, row, col].float() / 255.0
         u, v = (col.float() + 0.5).to(self.device), (row.float() + 0.5).to(self.device)
         img_d = img.to(self.device)
-        origins, dirs, z_per_t = camera_rays(self.cameras, img_d, u, v)
+        cameras = self.cameras if c2w is None else replace(self.cameras, c2w=c2w)
+        origins, dirs, z_per_t = camera_rays(cameras, img_d, u, v)
         return RayBatch(img_d, u, v, origins, dirs, z_per_t, rgb.to(self.device))

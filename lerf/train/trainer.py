@@ -5,7 +5,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -16,6 +16,7 @@ from tqdm import tqdm
 from lerf import checkpoint as ckpt
 from lerf.config import TrainConfig, apply_overrides, to_plain, to_typed, with_absolute_paths
 from lerf.data.atomic import write_json, write_yaml
+from lerf.data.cameras import Cameras
 from lerf.data.scene import SceneData, load_scene
 from lerf.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
@@ -52,7 +53,7 @@ def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torc
                    supervision: Optional[LanguageSupervision]) -> tuple[torch.Tensor, dict[str, float]]:
     """Forward one batch of rays and sum every loss; returns the total and scalar logs."""
     cfg = model.cfg
-    out = model(batch.origins, batch.dirs, step=step, jitter=True, generator=generator)
+    out = model(batch.origins, batch.dirs, step=step, jitter=True, generator=generator, frame_idx=batch.image_idx)
     loss_rgb = rgb_loss(out["rgb"], batch.rgb)
     loss_inter = sum(interlevel_loss(out["bins"], out["weights"], b, w)
                      for b, w in zip(out["prop_bins"], out["prop_weights"]))
@@ -113,11 +114,17 @@ class Run:
         sup = self.supervision
         return {"clip": sup.clip_dim if sup else 0, "dino": sup.dino_dim if sup else 0}
 
+    @torch.no_grad()
+    def trained_cameras(self) -> Cameras:
+        """The scene's cameras with the learned pose corrections (the poses the model fits)."""
+        device = next(self.model.parameters()).device
+        return replace(self.scene.cameras, c2w=self.model.refined_c2w(self.scene.cameras.c2w.to(device)).cpu())
+
     def save(self, step: int, train_time_s: float) -> None:
         ckpt.save_checkpoint(self.run_dir, ckpt.Checkpoint(
             step=step, config=self.cfg, geometry=self.geometry, dims=self.dims, model=self.model.state_dict(),
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            rng=ckpt.rng_state(self.generator), train_time_s=train_time_s,
+            c2w=self.trained_cameras().c2w, optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), rng=ckpt.rng_state(self.generator), train_time_s=train_time_s,
             scale_range_m=self.scale_range_m), keep=self.cfg.trainer.keep_checkpoints)
 
 
@@ -147,7 +154,8 @@ def setup(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> Run
     scene = load_scene(cfg.scene)
     supervision = build_supervision(cfg, scene, device) if cfg.model.language.enabled else None
     # A resumed run keeps the geometry its weights were trained in.
-    geometry = state.geometry if state else SceneGeometry.from_scene(cfg.scene, scene.scale_factor, scene.background)
+    geometry = state.geometry if state else SceneGeometry.from_scene(
+        cfg.scene, scene.scale_factor, scene.background, len(scene.frame_names), scene.train_idx)
     clip_dim = supervision.clip_dim if supervision else 0
     model, backend = build_model(cfg.model, geometry, device, clip_dim, supervision.dino_dim if supervision else 0)
     cfg.resolved = {"device": str(device), "hashgrid_backend": backend}
@@ -173,6 +181,11 @@ def _log_step(writer, bar, logs: dict, run: Run, done: int, elapsed: float) -> N
     tcfg = run.cfg.trainer
     logs["rays_per_s"] = tcfg.rays_per_batch * (done - run.start) / max(elapsed, 1e-9)
     logs["lr"] = run.scheduler.get_last_lr()[0]
+    refine = run.model.pose_refinement
+    if refine is not None and refine.delta.numel():  # how far the corrections moved the cameras (mean)
+        delta = refine.delta.detach()
+        logs["camera/rotation_deg"] = float(torch.rad2deg(delta[:, 3:].norm(dim=-1)).mean())
+        logs["camera/translation_m"] = float(delta[:, :3].norm(dim=-1).mean()) / run.geometry.scale_factor
     for key, value in logs.items():
         writer.add_scalar(key, value, done)
     bar.set_postfix(loss=f"{logs['loss/total']:.4f}", psnr=f"{logs['psnr']:.2f}")
@@ -213,7 +226,8 @@ def train_steps(run: Run, writer) -> float:
     t0 = time.perf_counter()
     run.model.train()
     for step in bar:
-        batch = sampler.sample(tcfg.rays_per_batch, run.generator)
+        # The pose corrections (if any) are applied anew each step, so the loss trains them.
+        batch = sampler.sample(tcfg.rays_per_batch, run.generator, run.model.refined_c2w(sampler.cameras.c2w))
         loss, logs = _guarded_losses(run, batch, step)
         run.note_scales(logs)
         run.optimizer.zero_grad(set_to_none=True)
@@ -242,8 +256,9 @@ def _save_visibility(run: Run) -> None:
 
 def _final_eval(run: Run, summary: dict, evaluate: Evaluate, writer) -> None:
     run.model.eval()
+    scene = replace(run.scene, cameras=run.trained_cameras())  # the poses query and eval will see
     text_encoder = run.supervision.text_encoder if run.supervision is not None else None
-    summary.update(evaluate(run.model, run.scene, text_encoder, run.cfg, run.run_dir))
+    summary.update(evaluate(run.model, scene, text_encoder, run.cfg, run.run_dir))
     _keep_previous(run.run_dir / "eval.json")
     write_json(run.run_dir / "eval.json", summary)
     writer.add_scalar("eval/psnr", summary["psnr"], run.cfg.trainer.max_steps)
