@@ -44,7 +44,8 @@ def encoder_options(cfg: TrainConfig, scene: SceneData, kind: str) -> dict:
     e = cfg.encoder
     if kind == "clip":
         if e.clip == "reference":
-            return {"labels": _require_labels(scene, "encoder.clip=reference"), "dim": e.reference_clip_dim}
+            return {"hierarchy": _require_hierarchy(scene, "encoder.clip=reference"), "dim": e.reference_clip_dim,
+                    "generic_phrases": list(cfg.relevancy.canonical_phrases)}
         return {"model": e.clip_model, "pretrained": e.clip_pretrained, "checkpoint": e.clip_checkpoint,
                 "allow_random_weights": e.allow_random_weights}
     if e.dino == "reference":
@@ -52,11 +53,16 @@ def encoder_options(cfg: TrainConfig, scene: SceneData, kind: str) -> dict:
     return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
 
 
-def _require_labels(scene: SceneData, what: str) -> dict[int, str]:
-    if scene.labels is None or scene.object_ids is None:
-        raise ValueError(f"{what} needs a scene with object-id masks and labels.json (the demo scene); "
+def _require_hierarchy(scene: SceneData, what: str) -> dict:
+    if scene.hierarchy is None:
+        raise ValueError(f"{what} needs a scene with part-id masks, depths and labels.json (the demo scene); "
                          f"{scene.root} has none. Use encoder=openclip for real scenes.")
-    return scene.labels
+    return scene.hierarchy
+
+
+def metres_per_pixel(scene: SceneData) -> Float[Tensor, "n h w"]:
+    """Camera-z depth / focal length per pixel: what one pixel spans, in metres, at its surface."""
+    return scene.depth_z_m / scene.cameras.fy_px[:, None, None]
 
 
 def _on_device(features, device: torch.device):
@@ -71,8 +77,13 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     cache_dir = Path(cfg.encoder.cache_dir).expanduser() / scene.root.name
     clip_encoder = build_clip_encoder(cfg.encoder.clip, device, **encoder_options(cfg, scene, "clip"))
     fracs = crop_fracs(cfg)
-    pyramid = load_or_build_clip_pyramid(cache_dir, images, ids, clip_encoder, fracs,
-                                         batch_size=cfg.encoder.batch_size)
+    if cfg.encoder.clip == "reference":  # the instrument reads parts and physical crop sizes
+        _require_hierarchy(scene, "encoder.clip=reference")
+        clip_ids, px_m = scene.part_ids, metres_per_pixel(scene)
+    else:
+        clip_ids, px_m = ids, None
+    pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, clip_encoder, fracs,
+                                         batch_size=cfg.encoder.batch_size, px_m=px_m)
     pyramid = _on_device(pyramid, device)
     dino_maps, dino_dim = None, 0
     if cfg.model.language.dino_enabled:

@@ -129,7 +129,7 @@ def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = Tr
     if model not in CAMERA_MODELS:
         raise SceneFormatError(f"{json_path}: unknown camera_model '{model}'; supported: {', '.join(CAMERA_MODELS)}")
 
-    poses, intr, dist, names, images, extras = [], [], [], [], [], {"depth": [], "ids": []}
+    poses, intr, dist, names, images, extras = [], [], [], [], [], {"depth": [], "ids": [], "parts": []}
     size = None
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or "file_path" not in frame:
@@ -153,7 +153,7 @@ def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = Tr
         else:
             dist.append([0.0] * 4)
         names.append(name)
-        for key, extra in (("depth", "depth_file_path"), ("ids", "mask_id_path")):
+        for key, extra in (("depth", "depth_file_path"), ("ids", "mask_id_path"), ("parts", "part_id_path")):
             extras[key].append(frame.get(extra))
         if load_images:
             path, resize_by = _image_path(root, name, downscale)
