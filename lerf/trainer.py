@@ -89,8 +89,10 @@ def evaluate_language(model: LerfModel, scene: SceneData, supervision: LanguageS
     engine = QueryEngine(model, supervision.text_encoder, cfg.relevancy, cfg.trainer.eval_chunk)
     loc = evaluate_localization(engine, scene, cfg.scene.name, run_dir)
     seg = evaluate_segmentation(engine, scene, cfg.scene.name, run_dir)
-    log.info("localization %.3f over %d queries, mIoU %.3f", loc["overall"], loc["num_queries"], seg["miou"])
-    return {"localization": loc["overall"], "miou": seg["miou"]}
+    log.info("localization %.3f over %d queries %s, mIoU %.3f %s", loc["overall"], loc["num_queries"],
+             loc.get("per_level"), seg["miou"], seg.get("per_level"))
+    return {"localization": loc["overall"], "miou": seg["miou"],
+            "localization_per_level": loc.get("per_level", {}), "miou_per_level": seg.get("per_level", {})}
 
 
 def train(cfg: DictConfig | TrainConfig, run_dir: Path) -> dict:

@@ -28,7 +28,7 @@ def _labelled_maps(engine: QueryEngine, scene, labels: Optional[str], desc: str)
 def evaluate_localization(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
                           labels: Optional[str] = None, protocol: str = "lerf", smooth_k: int = 30) -> dict:
     results = [localize(maps, label.boxes, protocol=protocol, smooth_k=smooth_k, query=category, view=view,
-                        scene=scene_name)
+                        scene=scene_name, query_level=label.level)
                for _, view, category, label, maps in _labelled_maps(engine, scene, labels, "localization")]
     summary = summarize_localization(results)
     summary["protocol"] = protocol
@@ -44,7 +44,7 @@ def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: 
     results = []
     for frame, view, category, label, maps in _labelled_maps(engine, scene, labels, "segmentation"):
         result, pred = segment(maps, label.mask(frame.height, frame.width), threshold=threshold, smooth_k=smooth_k,
-                               query=category, view=view, scene=scene_name)
+                               query=category, view=view, scene=scene_name, query_level=label.level)
         results.append(result)
         if save_masks:
             folder = out_dir / "segmentation_masks"
