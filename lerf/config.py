@@ -77,6 +77,11 @@ class LanguageConfig:
     dino_weight: float = 1.0
     # Training crop sizes: a single fraction pins every ray to one pyramid level (ablation).
     single_scale: Optional[float] = None
+    # The CLIP head's scale input (LERF §3.1: the crop's physical size, metres). Ablations:
+    # "no_depth" feeds the crop's angular size times nominal_depth_m (crop fraction only, every
+    # pixel as if at that depth); "none" feeds a constant 0 (no scale input).
+    scale_input: str = "metres"  # metres | no_depth | none
+    nominal_depth_m: float = 1.0
 
 
 @dataclass

@@ -123,7 +123,14 @@ class LerfModel(nn.Module):
 
     def scale_m(self, depth: Float[Tensor, " r"], z_per_t: Float[Tensor, " r"],
                 crop_px_over_f: Float[Tensor, " r"]) -> Float[Tensor, " r"]:
-        """Physical size of a crop at a ray's depth: crop_px / fy × z-depth, in world units (LERF §3.1)."""
+        """Physical size of a crop at a ray's depth: crop_px / fy × z-depth, in world units (LERF §3.1).
+
+        With model.language.scale_input = "no_depth" (ablation) every ray is taken to be at
+        nominal_depth_m, so the scale is the crop's angular size in disguise.
+        """
+        lcfg = self.cfg.language
+        if lcfg.scale_input == "no_depth":
+            return crop_px_over_f * lcfg.nominal_depth_m
         z_world = depth.detach() * z_per_t / self.geometry.scale_factor
         return crop_px_over_f * z_world
 

@@ -27,18 +27,26 @@ class LanguageField(nn.Module):
         self.dino_head = mlp(cfg.bottleneck_dim, cfg.hidden_dim, dino_dim, num_hidden=cfg.dino_layers) \
             if dino_dim > 0 else None
         self.clip_dim, self.dino_dim = clip_dim, dino_dim
+        if cfg.scale_input not in ("metres", "no_depth", "none"):
+            raise ValueError(f"model.language.scale_input must be metres, no_depth or none, got '{cfg.scale_input}'")
+        self.scale_input = cfg.scale_input
 
     def bottleneck(self, x_unit: Float[Tensor, "n 3"]) -> Float[Tensor, "n b"]:
         feats = torch.cat([g(x_unit) for g in self.grids], dim=-1)
         return self.bottleneck_mlp(feats)
 
+    def _head_input(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n b1"]:
+        # scale_input "none" (ablation): the head sees a constant, so one embedding serves all scales
+        scale = torch.zeros_like(scale_m) if self.scale_input == "none" else scale_m
+        return torch.cat([bottleneck, scale[:, None]], dim=-1)
+
     def clip(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n d"]:
         """Unnormalised per-sample CLIP embedding; rays normalise after compositing."""
-        return self.clip_head(torch.cat([bottleneck, scale_m[:, None]], dim=-1))
+        return self.clip_head(self._head_input(bottleneck, scale_m))
 
     def clip_hidden(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n h"]:
         """The CLIP head up to its last (linear) layer: clip = W·hidden + c."""
-        return self.clip_head[:-1](torch.cat([bottleneck, scale_m[:, None]], dim=-1))
+        return self.clip_head[:-1](self._head_input(bottleneck, scale_m))
 
     @property
     def clip_out(self) -> nn.Linear:
