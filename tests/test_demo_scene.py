@@ -220,9 +220,13 @@ def test_held_out_frames_have_labels_at_three_levels_matching_the_masks(scene0):
             x1, y1, x2, y2 = obj["bbox"]
             inside = np.zeros_like(mask)
             inside[y1:y2 + 1, x1:x2 + 1] = True
-            piece = rasterize_polygons([np.asarray(obj["segmentation"], dtype=float)], H, W)
-            # the filled polygon is (almost) all this thing: only holes, like the mug handle's, are not
+            polygons = obj["segmentation"] if level == "group" else [obj["segmentation"]]
+            piece = rasterize_polygons([np.asarray(p, dtype=float) for p in polygons], H, W)
+            # the filled polygons are (almost) all this thing: only holes, like the mug handle's, are not
             assert piece.sum() >= 20 and mask[piece].mean() > 0.85
+            if level == "group":  # at least two members in view, the box encloses them all
+                members = {int(i) for i in np.unique(_ids(scene0, frames[k])[piece])} & set(meta["groups"][category])
+                assert len(polygons) >= 2 and len(members) >= 2
             assert np.all(piece <= inside)  # the box is tight around the polygon, x2/y2 inclusive
             rows, cols = np.nonzero(piece)
             assert (cols.min(), rows.min(), cols.max(), rows.max()) == (x1, y1, x2, y2)

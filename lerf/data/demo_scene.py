@@ -78,7 +78,9 @@ CAMERA_RADIUS_M = (0.55, 1.25)
 LOOK_AT_M = (0.0, 0.0, 0.05)
 CLOSE_UP_OFFSET_M = 0.18  # the closest cameras look this far from the centre, towards the objects
 EVAL_EVERY = 8  # the loader's default held-out split: frame k is held out when k % 8 == 0
-MIN_LABEL_PIXELS = 20
+# A labelled piece must cover at least this fraction of the image (and 20 px): 20 px at 128 px, 65 px at
+# 256 px; slivers of a few pixels make no useful query.
+MIN_LABEL_FRAC = 0.001
 LEVELS = ("part", "object", "group")
 
 
@@ -511,38 +513,53 @@ def outer_polygon(piece: Bool[np.ndarray, "h w"]) -> Int[np.ndarray, "k 2"]:
     return xy[~straight] if len(xy) > 2 else xy
 
 
-def level_masks(ids: UInt8[np.ndarray, "h w"], parts: UInt8[np.ndarray, "h w"], hier: dict
-                ) -> list[tuple[str, str, Bool[np.ndarray, "h w"]]]:
-    """(level, category, mask) of every named part, every object (table excluded) and every group."""
-    out = [("part", p["name"], parts == int(pid)) for pid, p in hier["parts"].items() if p["name"]]
-    out += [("object", o["name"], ids == int(oid)) for oid, o in hier["objects"].items() if int(oid) > TABLE_ID]
-    for group in GROUPS:
-        members = [int(oid) for oid, o in hier["objects"].items() if o["group"] == group]
-        out.append(("group", group, np.isin(ids, members)))
-    return out
+def min_label_pixels(height: int, width: int) -> int:
+    return max(20, round(MIN_LABEL_FRAC * height * width))
+
+
+def _pieces(mask: Bool[np.ndarray, "h w"], min_pixels: int) -> list[Bool[np.ndarray, "h w"]]:
+    labels, count = connected_components(mask)
+    pieces = [labels == k for k in range(1, count + 1)]
+    return [p for p in pieces if p.sum() >= min_pixels]
+
+
+def _box(mask: Bool[np.ndarray, "h w"]) -> list[int]:
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
 
 
 def frame_labels(ids: UInt8[np.ndarray, "h w"], parts: UInt8[np.ndarray, "h w"], hier: dict,
-                 min_pixels: int = MIN_LABEL_PIXELS) -> list[dict]:
-    """One LabelMe-style entry per visible piece of each part, object and group (`level_masks`).
+                 min_pixels: int | None = None) -> list[dict]:
+    """LabelMe-style entries (lerf_ovs format) at three levels, "level": part | object | group (an
+    extra key: lerf_ovs readers ignore it).
 
-    bbox is [x1, y1, x2, y2] in pixels with x2, y2 the last pixel (inclusive, as LangSplat's
-    lerf_ovs box test reads them); "level" is part | object | group (an extra key: lerf_ovs
-    readers ignore it). Pieces smaller than `min_pixels` are dropped (a few stray pixels make no
-    useful box).
+    Parts and objects: one entry per visible piece. Groups: one entry per group with at least two
+    members in view, whose bbox encloses all of them (a group is the region holding its members,
+    gaps included) and whose segmentation is the list of the members' piece polygons (the mask
+    is their union). bbox is [x1, y1, x2, y2] in pixels with x2, y2 the last pixel (inclusive, as
+    LangSplat's lerf_ovs box test reads them). Pieces below `min_pixels` (default
+    `min_label_pixels`) are dropped: a few stray pixels make no useful query.
     """
+    min_pixels = min_label_pixels(*ids.shape) if min_pixels is None else min_pixels
     entries = []
-    for level, name, mask in level_masks(ids, parts, hier):
-        labels, count = connected_components(mask)
-        for piece_id in range(1, count + 1):
-            piece = labels == piece_id
-            if piece.sum() < min_pixels:
-                continue
-            ys, xs = np.nonzero(piece)
-            polygon = outer_polygon(piece)
-            entries.append({"category": name, "level": level,
-                            "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
-                            "segmentation": polygon.astype(float).tolist()})
+
+    def piece_entry(level: str, name: str, piece: np.ndarray) -> dict:
+        return {"category": name, "level": level, "bbox": _box(piece),
+                "segmentation": outer_polygon(piece).astype(float).tolist()}
+
+    for pid, part in hier["parts"].items():
+        if part["name"]:
+            entries += [piece_entry("part", part["name"], p) for p in _pieces(parts == int(pid), min_pixels)]
+    for oid, obj in hier["objects"].items():
+        if int(oid) > TABLE_ID:
+            entries += [piece_entry("object", obj["name"], p) for p in _pieces(ids == int(oid), min_pixels)]
+    for group in GROUPS:
+        members = [int(oid) for oid, o in hier["objects"].items() if o["group"] == group]
+        seen = [pieces for m in members if (pieces := _pieces(ids == m, min_pixels))]
+        if len(seen) >= 2:
+            pieces = [p for member in seen for p in member]
+            entries.append({"category": group, "level": "group", "bbox": _box(np.any(pieces, axis=0)),
+                            "segmentation": [outer_polygon(p).astype(float).tolist() for p in pieces]})
     return entries
 
 
