@@ -37,9 +37,9 @@ levels, by comparing s = crop_m with the sizes (bounding-sphere diameters) d_p a
 Transitions are logistic in ln(s) with width SOFTNESS, applied as successive splits (texture vs
 the rest, then part vs the rest, then object vs group). Background pixels read "background" at
 every scale. The crop's embedding is the normalised sum over pixels of their readings' text
-embeddings, where pixels of "stuff" (the background and objects marked "stuff": true in the
-hierarchy, the table) weigh STUFF_WEIGHT: like CLIP, a crop is about the things in it more than
-the surface they stand on. Hence: a small crop on the lid is nearest "teapot lid", a crop of the whole teapot
+embeddings, pooled with weights (share of the crop)^MASS_POWER, where pixels of "stuff" (the
+background and objects marked "stuff": true in the hierarchy, the table) count STUFF_WEIGHT: like
+CLIP, a crop is about its main subject more than the clutter around it or the surface it stands on. Hence: a small crop on the lid is nearest "teapot lid", a crop of the whole teapot
 "blue teapot", a crop over teapot and mug "tea set"; a very small crop on the red mug or the
 red apple reads "red" and cannot tell them apart. Because the rule is in metres, a field that is
 not told the physical scale (no scale input, or crop fraction without depth, over cameras at
@@ -72,8 +72,9 @@ RHO, RHO_GENERIC = 0.2, 0.8  # squared weight of the shared direction: ordinary 
 HEAD_WEIGHT, MODIFIER_WEIGHT = 0.8, 0.6  # word weights beside the phrase's own direction (weight 1)
 ALPHA = 0.35  # below ALPHA x its size a thing is too close to recognise: texture
 SOFTNESS = 0.15  # width of each transition in ln(crop size)
-GROUP_MIN_COVER = 0.05  # a member counts as covered when it fills this fraction of the crop
-STUFF_WEIGHT = 0.25  # salience of a background / table pixel relative to an object pixel
+GROUP_MIN_COVER = 0.015  # a member counts as covered when it fills this fraction of the crop
+STUFF_WEIGHT = 0.1  # salience of a background / table pixel relative to an object pixel
+MASS_POWER = 2.0  # a crop's readings are pooled with weights (share of the crop)^MASS_POWER
 LEVELS = ("texture", "part", "object", "group")
 
 
@@ -217,7 +218,7 @@ class ReferenceClipEncoder:
         return {"encoder": "reference_clip", "version": VERSION, "dim": self.embed_dim, "input_px": self.input_px,
                 "hierarchy": self.hierarchy, "generic_phrases": list(self.generic),
                 "constants": [RHO, RHO_GENERIC, HEAD_WEIGHT, MODIFIER_WEIGHT, ALPHA, SOFTNESS, GROUP_MIN_COVER,
-                              STUFF_WEIGHT]}
+                              STUFF_WEIGHT, MASS_POWER]}
 
     def group_covered(self, ids: Int[Tensor, "n s s"]) -> Float[Tensor, "n g"]:
         """1 where a crop covers >= 2 members of a group (each >= GROUP_MIN_COVER of its pixels).
@@ -267,7 +268,8 @@ class ReferenceClipEncoder:
         n, k = ids.shape[0], len(self._names)
         flat = (rows.clamp_min(0) + k * torch.arange(n)[:, None, None]).flatten()
         mass = torch.zeros(n * k).index_add_(0, flat, torch.where(rows >= 0, w, 0.0).flatten()).view(n, k)
-        return unit_normalise(mass @ self._table).to(self.device)
+        share = mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)
+        return unit_normalise(share.pow(MASS_POWER) @ self._table).to(self.device)
 
 
 class ReferenceDinoEncoder:
