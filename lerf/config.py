@@ -97,13 +97,14 @@ class LanguageConfig:
     normalize_samples: bool = True
     # How a training ray's crop becomes a physical scale (LERF §3.1): "depth" = crop_px / f × each
     # sample's own z-depth (metres); "ray_depth" = × the ray's expected depth (ablation: one scale
-    # per ray); "crop_frac" = the crop's fraction of the image height, no depth (ablation); "none" =
-    # scale input fixed to 0 (ablation: no scale input to the CLIP head).
+    # per ray); "no_depth" = × nominal_depth_m for every pixel (ablation: the crop's angular size,
+    # no depth); "none" = the CLIP head sees no scale (ablation).
     scale_mode: str = "depth"
     clip_loss: str = "huber"  # huber | cosine
     huber_delta: float = 1.25
     clip_weight: float = 0.1
     dino_weight: float = 1.0
+    nominal_depth_m: float = 1.0  # scale_mode=no_depth only
 
 
 @dataclass

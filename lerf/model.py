@@ -169,15 +169,11 @@ class LerfModel(nn.Module):
             raise RuntimeError("this model has no language field (model.language.enabled=false)")
         return self.language.bottleneck(self.unit_coords(pos.reshape(-1, 3)))
 
-    def scale_input(self, scale_m: Float[Tensor, "*b"]) -> Float[Tensor, "*b"]:
-        """What the CLIP head is fed as scale: the scale itself, or 0 in the no-scale ablation."""
-        return torch.zeros_like(scale_m) if self.cfg.language.scale_mode == "none" else scale_m
-
     def sample_clip(self, bottleneck: Float[Tensor, "rk b"], scale_m: Float[Tensor, "r k"]) -> Float[Tensor, "r k d"]:
         """Each sample's CLIP embedding at its own scale; unit length when
         `language.normalize_samples` (the authors' field normalises its output)."""
         r, k = scale_m.shape
-        clip = self.language.clip(bottleneck, self.scale_input(scale_m).reshape(-1)).reshape(r, k, -1)
+        clip = self.language.clip(bottleneck, scale_m.reshape(-1)).reshape(r, k, -1)
         return nn.functional.normalize(clip, dim=-1) if self.cfg.language.normalize_samples else clip
 
     def composite_clip(self, bottleneck: Float[Tensor, "rk b"], w: Float[Tensor, "r k"],

@@ -26,64 +26,28 @@ def _offline(monkeypatch):
 
 
 # ---------------------------------------------------------------- reference CLIP
+# (its embedding geometry and crop rule: tests/test_reference_clip.py)
 
-def crop_ids(*ids_per_column_block):
-    """An 8 x 8 id crop split into equal vertical bands, one per given id."""
-    ids = torch.zeros(1, 8, 8, dtype=torch.long)
-    band = 8 // len(ids_per_column_block)
-    for k, obj in enumerate(ids_per_column_block):
-        ids[:, :, k * band:(k + 1) * band] = obj
-    return ids
+def flat_hierarchy(labels: dict[int, str]) -> dict:
+    """A hierarchy whose part ids are the object ids (no named parts, no groups), 10 cm objects."""
+    return {"parts": {str(k): {"name": None, "object": k, "size_m": 0.1} for k in labels},
+            "objects": {str(k): {"name": n, "size_m": 0.1, "group": None} for k, n in labels.items()}}
 
 
-def test_reference_crop_inside_one_object_is_that_objects_text_vector():
-    enc = ReferenceClipEncoder(LABELS, dim=32)
-    rgb = torch.rand(1, 3, 8, 8)
-    for obj, name in LABELS.items():
-        v = enc.encode_crops(rgb, crop_ids(obj))
-        assert v.shape == (1, 32)
-        assert torch.allclose(v, enc.encode_text([name]), atol=1e-6)
-    assert torch.allclose(enc.encode_crops(rgb, crop_ids(0)), enc.encode_text(["background"]))
+HIER = flat_hierarchy(LABELS)
 
 
-def test_reference_mixed_crop_is_normalised_pixel_weighted_mix():
-    enc = ReferenceClipEncoder(LABELS, dim=32)
-    rgb = torch.rand(1, 3, 8, 8)
-    mug, table = enc.encode_text(["red mug", "table"])
-    half = enc.encode_crops(rgb, crop_ids(2, 1))
-    expect = (mug + table) / (mug + table).norm()
-    assert torch.allclose(half[0], expect, atol=1e-6)
-    quarter = enc.encode_crops(rgb, crop_ids(2, 2, 2, 1))  # 3/4 mug
-    expect = (3 * mug + table) / (3 * mug + table).norm()
-    assert torch.allclose(quarter[0], expect, atol=1e-6)
-    assert torch.allclose(quarter.norm(dim=-1), torch.ones(1))
-
-
-def test_reference_text_rules():
-    enc = ReferenceClipEncoder(LABELS, dim=64)
-    objects = enc.encode_text(list(LABELS.values()))
-    canon = enc.encode_text(CANONICAL)
-    assert torch.allclose(canon.norm(dim=-1), torch.ones(4))
-    assert (canon @ objects.T).abs().max() < 0.6  # unrelated random directions
-    assert (canon @ canon.T - torch.eye(4)).abs().max() < 0.6
-    assert torch.equal(enc.encode_text([" Red Mug"]), enc.encode_text(["red mug"]))
-    # same text, same vector, whatever the labels of the encoder
-    assert torch.equal(ReferenceClipEncoder({}, dim=64).encode_text(["object"]), canon[:1])
-
-
-def test_reference_requires_ids_and_known_ids():
-    enc = ReferenceClipEncoder(LABELS)
-    with pytest.raises(ValueError, match="object-id masks"):
-        enc.encode_crops(torch.rand(1, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"\[7\]"):
-        enc.encode_crops(torch.rand(1, 3, 8, 8), crop_ids(7))
+def build_pyr(cache_dir, images, ids, enc, fracs, **kw):
+    """The cached pyramid with every pixel 1 cm wide (5-px crops are 5 cm: object scale)."""
+    return load_or_build_clip_pyramid(cache_dir, images, ids, enc, fracs,
+                                      px_m=torch.full(ids.shape, 0.01), **kw)
 
 
 def test_reference_vectors_identical_across_processes():
     """Seeds come from SHA-256 of the text, not Python's per-process salted hash()."""
     code = ("from lerf.encoders.reference import ReferenceClipEncoder as E;"
-            "print(E({1: 'red mug'}, dim=16).encode_text(['red mug', 'stuff']).tolist())")
-    here = ReferenceClipEncoder({1: "red mug"}, dim=16).encode_text(["red mug", "stuff"]).tolist()
+            "print(E({'parts': {}, 'objects': {}}, dim=16).encode_text(['red mug', 'stuff']).tolist())")
+    here = ReferenceClipEncoder({"parts": {}, "objects": {}}, dim=16).encode_text(["red mug", "stuff"]).tolist()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
@@ -115,11 +79,11 @@ class CountingClip(ReferenceClipEncoder):
         super().__init__(*a, **kw)
         self.calls, self.on_call = 0, on_call
 
-    def encode_crops(self, rgb, ids=None):
+    def encode_crops(self, rgb, ids=None, crop_m=None):
         self.calls += 1
         if self.on_call is not None:
             self.on_call(self.calls)
-        return super().encode_crops(rgb, ids)
+        return super().encode_crops(rgb, ids, crop_m)
 
 
 def scene(n=2, h=24, w=32):
@@ -135,11 +99,11 @@ FRACS = [0.2, 0.35, 0.5]
 
 def test_cache_reuses_same_key_without_calling_encoder(tmp_path):
     images, ids = scene()
-    enc = CountingClip(LABELS)
-    first = load_or_build_clip_pyramid(tmp_path, images, ids, enc, FRACS, batch_size=16, progress=False)
+    enc = CountingClip(HIER)
+    first = build_pyr(tmp_path, images, ids, enc, FRACS, batch_size=16, progress=False)
     assert enc.calls > 0
-    enc2 = CountingClip(LABELS)
-    second = load_or_build_clip_pyramid(tmp_path, images, ids, enc2, FRACS, progress=False)
+    enc2 = CountingClip(HIER)
+    second = build_pyr(tmp_path, images, ids, enc2, FRACS, progress=False)
     assert enc2.calls == 0
     assert np.array_equal(np.asarray(first.features), np.asarray(second.features))
     assert second.features.dtype == np.float16
@@ -148,7 +112,7 @@ def test_cache_reuses_same_key_without_calling_encoder(tmp_path):
 @pytest.mark.parametrize("change", ["fracs", "image", "encoder", "ids"])
 def test_cache_changed_key_recomputes_and_says_why(tmp_path, caplog, change):
     images, ids = scene()
-    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
+    build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
     fracs, labels = FRACS, LABELS
     if change == "fracs":
         fracs = [0.2, 0.5]
@@ -160,9 +124,9 @@ def test_cache_changed_key_recomputes_and_says_why(tmp_path, caplog, change):
     else:
         ids = ids.clone()
         ids[0, 0, 0] = 3
-    enc = CountingClip(labels)
+    enc = CountingClip(flat_hierarchy(labels))
     with caplog.at_level(logging.INFO, logger="lerf.encoders.cache"):
-        pyr = load_or_build_clip_pyramid(tmp_path, images, ids, enc, fracs, progress=False)
+        pyr = build_pyr(tmp_path, images, ids, enc, fracs, progress=False)
     assert enc.calls > 0 and pyr.crop_fracs == fracs
     assert "stale" in caplog.text and "Changed: key." in caplog.text
 
@@ -170,12 +134,12 @@ def test_cache_changed_key_recomputes_and_says_why(tmp_path, caplog, change):
 def test_sidecar_absent_until_data_complete_and_crash_leaves_no_valid_cache(tmp_path):
     images, ids = scene()
     data, sidecar = cache_mod.cache_paths(tmp_path, "clip_pyramid_reference_clip_128")
-    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
+    build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
     assert data.exists() and sidecar.exists()
 
     seen = []
-    enc = CountingClip(LABELS, on_call=lambda k: seen.append(sidecar.exists()))
-    load_or_build_clip_pyramid(tmp_path, images, ids, enc, [0.25, 0.5], batch_size=4, progress=False)
+    enc = CountingClip(HIER, on_call=lambda k: seen.append(sidecar.exists()))
+    build_pyr(tmp_path, images, ids, enc, [0.25, 0.5], batch_size=4, progress=False)
     assert seen and not any(seen)  # stale sidecar removed before the first crop was encoded
     assert sidecar.exists()
 
@@ -183,31 +147,31 @@ def test_sidecar_absent_until_data_complete_and_crash_leaves_no_valid_cache(tmp_
         if k == 3:
             raise RuntimeError("killed mid-build")
     with pytest.raises(RuntimeError, match="killed"):
-        load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS, on_call=crash),
+        build_pyr(tmp_path, images, ids, CountingClip(HIER, on_call=crash),
                                    FRACS, batch_size=4, progress=False)
     assert not sidecar.exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # temp file cleaned up
-    enc = CountingClip(LABELS)
-    load_or_build_clip_pyramid(tmp_path, images, ids, enc, FRACS, progress=False)
+    enc = CountingClip(HIER)
+    build_pyr(tmp_path, images, ids, enc, FRACS, progress=False)
     assert enc.calls > 0 and sidecar.exists()
 
 
 def test_truncated_data_with_sidecar_is_rebuilt(tmp_path):
     images, ids = scene()
-    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
+    build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
     data, _ = cache_mod.cache_paths(tmp_path, "clip_pyramid_reference_clip_128")
     np.save(data, np.zeros((3, 128), np.float16))
-    enc = CountingClip(LABELS)
-    load_or_build_clip_pyramid(tmp_path, images, ids, enc, FRACS, progress=False)
+    enc = CountingClip(HIER)
+    build_pyr(tmp_path, images, ids, enc, FRACS, progress=False)
     assert enc.calls > 0
 
 
 def test_memmap_and_ram_loading_agree(tmp_path):
     images, ids = scene()
-    load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS, progress=False)
-    mm = load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS,
+    build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
+    mm = build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS,
                                     in_memory=False, progress=False)
-    ram = load_or_build_clip_pyramid(tmp_path, images, ids, CountingClip(LABELS), FRACS,
+    ram = build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS,
                                      in_memory=True, progress=False)
     assert isinstance(mm.features, np.memmap) and not isinstance(ram.features, np.memmap)
     g = torch.Generator().manual_seed(1)
@@ -221,8 +185,8 @@ def test_cached_pyramid_answers_object_queries(tmp_path):
     """End to end: a pixel deep inside the mug at a small scale reads back the mug's vector."""
     images, ids = scene(h=48, w=64)
     ids[:, 20:40, 36:60] = 2
-    enc = ReferenceClipEncoder(LABELS)
-    pyr = load_or_build_clip_pyramid(tmp_path, images, ids, enc, [0.1, 0.3, 0.5], progress=False)
+    enc = ReferenceClipEncoder(HIER)
+    pyr = build_pyr(tmp_path, images, ids, enc, [0.1, 0.3, 0.5], progress=False)
     out = pyr.lookup(torch.tensor([0]), torch.tensor([48.0]), torch.tensor([30.0]), torch.tensor([0.1]))
     sims = torch.nn.functional.normalize(out, dim=-1) @ enc.encode_text(list(LABELS.values())).T
     assert sims.argmax().item() == 1 and sims[0, 1] > 0.99
@@ -241,7 +205,7 @@ def test_dino_cache_roundtrip(tmp_path):
 # ---------------------------------------------------------------- factory
 
 def test_factory_kinds():
-    assert isinstance(build_clip_encoder("reference", labels=LABELS, dim=16), ReferenceClipEncoder)
+    assert isinstance(build_clip_encoder("reference", hierarchy=HIER, dim=16), ReferenceClipEncoder)
     assert isinstance(build_dino_encoder("reference", dim=8), ReferenceDinoEncoder)
     with pytest.raises(ValueError, match="openclip"):
         build_clip_encoder("clip-vit")

@@ -341,6 +341,18 @@ def test_ssim_sanity():
 # ---------------------------------------------------------------- reports and ablations
 
 
+def test_summaries_report_each_query_level():
+    results = [loc.LocalizationResult("teapot lid", "a", True, 0, 0, 0, query_level="part"),
+               loc.LocalizationResult("mug handle", "a", False, 0, 0, 0, query_level="part"),
+               loc.LocalizationResult("tea set", "a", True, 0, 0, 0, query_level="group")]
+    summary = loc.summarize_localization(results)
+    assert summary["per_level"] == {"part": 0.5, "group": 1.0} and summary["num_per_level"] == {"part": 2, "group": 1}
+    assert "### per level" in format_table(summary)
+    seg_summary = seg.summarize_segmentation([seg.SegmentationResult("red mug", "a", 0.6, 0, query_level="object"),
+                                              seg.SegmentationResult("cup", "a", 0.2, 0)])  # unlevelled
+    assert seg_summary["per_level"] == {"object": 0.6} and seg_summary["miou"] == pytest.approx(0.4)
+
+
 def test_write_report_localization_and_segmentation(tmp_path):
     loc_result = loc.summarize_localization(
         [loc.LocalizationResult("sake cup", "frame_00041", True, 3, 4, 0, "teatime")])
@@ -369,7 +381,8 @@ def test_ablation_table_lists_succeeded_and_failed_runs(tmp_path):
     sweep = tmp_path / "multirun"
     _fake_run(sweep, 0, ["experiment=full", "seed=0"],
               json.dumps({"psnr": 24.5, "ssim": 0.81, "steps": 100, "train_time_s": 12.0}),
-              {"localization.json": {"overall": 0.75}, "segmentation.json": {"miou": 0.4}})
+              {"localization.json": {"overall": 0.75, "per_level": {"part": 0.5, "object": 1.0}},
+               "segmentation.json": {"miou": 0.4, "per_level": {"object": 0.55}}})
     _fake_run(sweep, 1, ["experiment=no_dino", "seed=0"])  # crashed: no eval.json
     _fake_run(sweep, 2, ["experiment=no_clip", "seed=0"], "{truncated")  # killed mid-write
 
@@ -378,7 +391,8 @@ def test_ablation_table_lists_succeeded_and_failed_runs(tmp_path):
     table = table_path.read_text()
     rows = {line.split("|")[2].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "seed=0" in table.split("|")[0]  # shared overrides named once, above the table
-    assert "| ok | 75.0 | 40.0 | 24.50 | 0.810 | 100 | 12 |" in rows["experiment=full"]
+    # per-level columns read nested keys; a level the labels lack (group) shows "-"
+    assert "| ok | 75.0 | 50.0 | 100.0 | - | 40.0 | 55.0 | 24.50 | 0.810 | 100 | 12 |" in rows["experiment=full"]
     assert "**failed** (no eval.json)" in rows["experiment=no_dino"]
     assert "**failed**" in rows["experiment=no_clip"] and "not valid JSON" in rows["experiment=no_clip"]
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

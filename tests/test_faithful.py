@@ -41,11 +41,12 @@ def test_each_sample_gets_its_own_scale():
     # 32 px crop, f = 160 px -> crop_px / f = 0.2; samples at t = 1 and 2 on a ray with
     # z_per_t = 0.5, 2 normalised units per metre -> z = 0.25 m and 0.5 m -> 0.05 m and 0.1 m.
     t = torch.tensor([[1.0, 2.0]])
-    args = (torch.tensor([0.1]), torch.tensor([0.2]), t, torch.tensor([4.0]), torch.tensor([0.5]), 2.0)
+    args = (torch.tensor([0.2]), t, torch.tensor([4.0]), torch.tensor([0.5]), 2.0, 1.5)
     assert torch.allclose(training_scales("depth", *args), torch.tensor([[0.05, 0.1]]))
     # one scale per ray from the expected depth t = 4 -> z = 1 m -> 0.2 m for both samples
     assert torch.allclose(training_scales("ray_depth", *args), torch.tensor([[0.2, 0.2]]))
-    assert torch.allclose(training_scales("crop_frac", *args), torch.tensor([[0.1, 0.1]]))
+    # no depth: every pixel taken to be 1.5 m away -> 0.3 m
+    assert torch.allclose(training_scales("no_depth", *args), torch.tensor([[0.3, 0.3]]))
     assert torch.equal(training_scales("none", *args), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="scale_mode"):
         training_scales("metres", *args)

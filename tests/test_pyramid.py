@@ -235,3 +235,23 @@ def test_build_dino_maps_keeps_stride_resolution():
     maps = build_dino_maps(torch.rand(2, 16, 24, 3), ids, enc, progress=False)
     assert maps.features.shape == (2, 4, 6, 8) and maps.features.dtype == np.float16
     assert maps.stride_px == (4.0, 4.0)
+
+
+class ExtentSpy(PositionSpy):
+    """Embeds a crop as (mean crop_m, crop side in input pixels): what the pyramid told it."""
+
+    def encode_crops(self, rgb, ids=None, crop_m=None):
+        return torch.stack([crop_m.mean(dim=(1, 2)), torch.full((len(rgb),), float(rgb.shape[-1]))], 1)
+
+
+def test_pyramid_passes_each_crops_physical_size():
+    """crop_m = crop side in pixels x metres per pixel (depth / focal) of each pixel."""
+    h, w = 40, 64
+    px_m = torch.full((1, h, w), 0.002)
+    px_m[:, :, w // 2:] = 0.004  # the right half is twice as far away
+    pyr = build_clip_pyramid(ramp_images(1, h, w), torch.zeros(1, h, w, dtype=torch.long), ExtentSpy(), [0.2, 0.5],
+                             progress=False, px_m=px_m)
+    for lv in pyr.levels:
+        left = pyr.lookup(torch.zeros(1, dtype=torch.long), torch.tensor([lv.centres_u[0]]).float(),
+                          torch.tensor([lv.centres_v[0]]).float(), torch.tensor([lv.crop_frac]))
+        assert float(left[0, 0]) == pytest.approx(lv.crop_px * 0.002, rel=1e-3)  # fp16 storage

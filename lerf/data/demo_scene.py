@@ -1,27 +1,42 @@
 """The synthetic demo scene: a labelled tabletop, ray cast in closed form, written as a nerfstudio scene.
 
-Six named objects (DEMO_OBJECT_NAMES) stand apart on a round wooden table (0.9 m across, top face
-z = 0, origin at its centre, +z up, metres). A seed picks their positions, yaws and a colour
-jitter. Shading is Lambertian (one directional light + ambient) with soft fake contact shadows,
-so appearance is view-independent and a small NeRF fits it. Cameras sit on a golden-angle spiral
-over the upper hemisphere and look slightly above the table centre.
+Eight named objects (DEMO_OBJECT_NAMES) stand apart on a round wooden table (0.9 m across, top face
+z = 0, origin at its centre, +z up, metres). Objects have named parts (teapot lid, spout, body and
+handle; mug body and handle; cactus pot and stem; spoon handle and bowl) and belong to named
+groups (GROUPS: "tea set" = blue teapot + red mug, "fruit" = yellow banana + red apple, "place
+setting" = white plate + wooden spoon), whose members the layout keeps close together. Distractors:
+"red mug" / "red apple" share an attribute, "red mug" / "white mug" a category.
+
+A seed picks positions, yaws and a colour jitter. Shading is Lambertian (one directional light +
+ambient) with soft fake contact shadows, so appearance is view-independent and a small NeRF fits it.
+Cameras sit on a golden-angle spiral over the upper hemisphere at distances from 0.55 to 1.25 m
+(close-ups look at points near the objects, wide views at the table centre), so one crop size in
+pixels covers physical sizes more than 2x apart.
 
 Output layout (frame k = 0..N-1 is named frame_{k+1:05d}):
   transforms.json    nerfstudio PINHOLE intrinsics, OpenGL c2w per frame, "background_color",
-                     "scene_units"; each frame also names its depth and id files
+                     "scene_units"; each frame also names its depth, id and part-id files
   images/*.png       RGB uint8, 2x2 supersampled
   depths/*.npy       float32 distance along the ray (metres) of the pixel-centre ray, inf on a miss
   ids/*.png          uint8 object id of the pixel-centre ray: 0 background, 1 table, 2.. objects
+  parts/*.png        uint8 part id of the pixel-centre ray (ids in labels.json "hierarchy")
   labels.json        {"objects": {"1": "table", "2": "red mug", ...}, "seed", "background_id",
-                     "object_centers_m": {"2": [x, y, z], ...}}
+                     "object_centers_m": {"2": [x, y, z], ...}, "groups": {"tea set": [3, 2], ...},
+                     "hierarchy": {"parts": {pid: {"name", "object", "size_m"}},
+                                   "objects": {oid: {"name", "size_m", "group"}}}}
   labels/*.json      LabelMe-style boxes and polygons (lerf_ovs format) for held-out frames
-                     (k % 8 == 0): pixel coordinates, x right, y down, x2/y2 exclusive.
+                     (k % 8 == 0), at three levels ("level": part | object | group): pixel
+                     coordinates, x right, y down, x2/y2 inclusive.
+
+Sizes (`size_m`) are bounding-sphere diameters; the reference CLIP encoder compares them with a
+crop's physical extent (lerf.encoders.reference).
 
 `python -m lerf.data.demo_scene OUT_DIR [--seed S] [--views N] [--width W --height H]`.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -37,8 +52,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from lerf.data.atomic import save_npy, write_json
-from lerf.data.demo_shapes import (CATALOGUE, SceneObject, ValueNoise, albedo, enclosing_sphere, first_hits,
-                                   make_noise, object_bound, surface_normal, table, with_colour_gain)
+from lerf.data.demo_shapes import (CATALOGUE, GROUPS, SceneObject, ValueNoise, albedo, enclosing_sphere, first_hits,
+                                   make_noise, object_bound, part_bound, part_name, surface_normal, table,
+                                   with_colour_gain)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +63,7 @@ TABLE_ID = 1  # ids: 0 background, 1 table, 2 + i for DEMO_OBJECT_NAMES[i]
 TABLE_RADIUS_M = 0.45
 PLACEMENT_RADIUS_M = 0.35  # every footprint stays inside this disc, so objects stay in frame
 OBJECT_GAP_M = 0.04  # minimum clearance between footprints
+GROUP_GAP_M = 0.07  # a group member stands at most this far (footprint gap) from an earlier member
 # Per-object colour jitter: a brightness gain in [1 - b, 1 + b] times a per-channel tint in
 # [1 - t, 1 + t]; the tint stays small so a white plate stays white and a red mug red.
 JITTER_BRIGHTNESS, JITTER_TINT = 0.10, 0.03
@@ -56,10 +73,16 @@ AMBIENT, DIFFUSE = 0.45, 0.55  # a surface facing the light gets albedo * 1.0
 SHADOW_STRENGTH = 0.35
 HFOV_DEG = 50.0
 ELEVATION_DEG = (25.0, 70.0)
-CAMERA_RADIUS_M = (0.9, 1.1)
+# Close-ups and wide views: the same crop in pixels covers physical sizes 2.3x apart, so the
+# pixel -> metres conversion (depth) matters to the language field's scale input.
+CAMERA_RADIUS_M = (0.55, 1.25)
 LOOK_AT_M = (0.0, 0.0, 0.05)
+CLOSE_UP_OFFSET_M = 0.18  # the closest cameras look this far from the centre, towards the objects
 EVAL_EVERY = 8  # the loader's default held-out split: frame k is held out when k % 8 == 0
-MIN_LABEL_PIXELS = 20
+# A labelled piece must cover at least this fraction of the image (and 20 px): 20 px at 128 px, 65 px at
+# 256 px; slivers of a few pixels make no useful query.
+MIN_LABEL_FRAC = 0.001
+LEVELS = ("part", "object", "group")
 
 
 @dataclass(frozen=True)
@@ -93,33 +116,47 @@ def world_footprint(obj: SceneObject) -> Float[np.ndarray, "m 3"]:
     return np.concatenate([centres, circles[:, 2:]], axis=1)
 
 
-def _fits(circles: Float[np.ndarray, "m 3"], placed: list[Float[np.ndarray, "_ 3"]]) -> bool:
+def _gaps(circles: Float[np.ndarray, "m 3"], other: Float[np.ndarray, "k 3"]) -> Float[np.ndarray, "m k"]:
+    """Clearance between every pair of footprint circles (negative when they overlap)."""
+    centre_dist = np.linalg.norm(circles[:, None, :2] - other[None, :, :2], axis=-1)
+    return centre_dist - circles[:, None, 2] - other[None, :, 2]
+
+
+def _fits(circles: Float[np.ndarray, "m 3"], placed: list[Float[np.ndarray, "_ 3"]],
+          mates: list[Float[np.ndarray, "_ 3"]]) -> bool:
+    """Inside the placement disc, clear of every placed object, and near a placed group mate (if any)."""
     if np.any(np.linalg.norm(circles[:, :2], axis=1) + circles[:, 2] > PLACEMENT_RADIUS_M):
         return False
-    for other in placed:
-        centre_dist = np.linalg.norm(circles[:, None, :2] - other[None, :, :2], axis=-1)
-        gap = centre_dist - circles[:, None, 2] - other[None, :, 2]
-        if np.any(gap < OBJECT_GAP_M):
-            return False
-    return True
+    if any(np.any(_gaps(circles, other) < OBJECT_GAP_M) for other in placed):
+        return False
+    return not mates or min(float(_gaps(circles, m).min()) for m in mates) <= GROUP_GAP_M
+
+
+def _group_of(name: str) -> str | None:
+    return next((g for g, members in GROUPS.items() if name in members), None)
 
 
 def layout_objects(objects: tuple[SceneObject, ...], rng: np.random.Generator,
-                   attempts: int = 200) -> tuple[SceneObject, ...]:
+                   attempts: int = 400) -> tuple[SceneObject, ...]:
     """Random non-overlapping positions and yaws on the table (rejection sampling).
 
-    Larger objects go first; a full restart follows an object that finds no free spot.
+    Larger objects go first, but a group's members follow each other, each within GROUP_GAP_M of
+    an earlier member; a full restart follows an object that finds no free spot.
     """
-    order = sorted(range(len(objects)), key=lambda i: -max(c[2] + np.hypot(c[0], c[1]) for c in objects[i].footprint))
+    size = [max(c[2] + np.hypot(c[0], c[1]) for c in o.footprint) for o in objects]
+    group_size = {g: max(size[i] for i, o in enumerate(objects) if _group_of(o.name) == g) for g in GROUPS}
+    order = sorted(range(len(objects)), key=lambda i: (-group_size.get(_group_of(objects[i].name), size[i]),
+                                                       str(_group_of(objects[i].name)), -size[i]))
     for _ in range(100):
         placed: dict[int, SceneObject] = {}
         for i in order:
+            group = _group_of(objects[i].name)
+            mates = [world_footprint(o) for o in placed.values() if group and _group_of(o.name) == group]
             for _ in range(attempts):
                 r, phi = PLACEMENT_RADIUS_M * np.sqrt(rng.random()), 2 * np.pi * rng.random()
-                cand = SceneObject(objects[i].name, objects[i].primitives, objects[i].footprint,
-                                   position_m=(float(r * np.cos(phi)), float(r * np.sin(phi))),
-                                   yaw_rad=float(2 * np.pi * rng.random()))
-                if _fits(world_footprint(cand), [world_footprint(o) for o in placed.values()]):
+                cand = dataclasses.replace(objects[i], position_m=(float(r * np.cos(phi)), float(r * np.sin(phi))),
+                                           yaw_rad=float(2 * np.pi * rng.random()))
+                if _fits(world_footprint(cand), [world_footprint(o) for o in placed.values()], mates):
                     placed[i] = cand
                     break
             else:
@@ -155,6 +192,41 @@ def object_centers(scene: DemoScene) -> dict[int, list[float]]:
     return {k + 1: [float(v) for v in scene.bounds[k][0]] for k in range(1, len(scene.objects))}
 
 
+def part_ids(scene: DemoScene) -> list[list[int]]:
+    """Part id of every primitive of every object: `part_ids(scene)[k][j]` for object index k.
+
+    Ids count from 1 (the table) in object order, one per named part of an object and one for an
+    object without named parts; 0 is the background. Example: the table -> [[1]], then a mug with
+    parts (body, body, handle x6) -> [2, 2, 3, 3, 3, 3, 3, 3].
+    """
+    out, next_id = [], 1
+    for obj in scene.objects:
+        ids: dict[str, int] = {}
+        for prim in obj.primitives:
+            if prim.part not in ids:
+                ids[prim.part], next_id = next_id, next_id + 1
+        out.append([ids[p.part] for p in obj.primitives])
+    return out
+
+
+def hierarchy(scene: DemoScene) -> dict:
+    """labels.json's "hierarchy": part id -> {name (None for an unnamed whole object), object id,
+    size_m}; object id -> {name, size_m, group (None if ungrouped), stuff (the table: a surface,
+    not a thing)}. Sizes are bounding-sphere diameters in metres."""
+    ids = part_ids(scene)
+    parts, objects = {}, {}
+    for k, obj in enumerate(scene.objects):
+        obj_id = k + 1
+        objects[str(obj_id)] = {"name": obj.name, "size_m": round(2 * object_bound(obj)[1], 4),
+                                "group": _group_of(obj.name), "stuff": obj_id == TABLE_ID}
+        for prim, pid in zip(obj.primitives, ids[k]):
+            if str(pid) not in parts:
+                size = part_bound(obj, prim.part)[1] if prim.part else object_bound(obj)[1]
+                parts[str(pid)] = {"name": part_name(obj, prim.part) if prim.part else None, "object": obj_id,
+                                   "size_m": round(2 * size, 4)}
+    return {"parts": parts, "objects": objects}
+
+
 # --------------------------------------------------------------------------- cameras
 
 
@@ -173,22 +245,28 @@ def look_at(eye: Float[np.ndarray, "3"], target: Float[np.ndarray, "3"]) -> Floa
 
 
 def camera_poses(num_views: int) -> Float[np.ndarray, "n 4 4"]:
-    """A golden-angle spiral of cameras over the elevation band, all looking at LOOK_AT_M.
+    """A golden-angle spiral of cameras over the elevation band at distances in CAMERA_RADIUS_M.
 
     sin(elevation) is spaced evenly, so views cover the band's area evenly; the golden angle
     spreads azimuths, so any run of consecutive frames (and every 8th frame) circles the table.
-    The radius wobbles within CAMERA_RADIUS_M to give the NeRF a range of scales.
+    The distance wobbles over CAMERA_RADIUS_M (close-ups and wide views); a camera looks at a point
+    up to CLOSE_UP_OFFSET_M from LOOK_AT_M, the further the closer it is, in a direction that
+    follows its own sequence (twice the azimuth), so close-ups frame different parts of the table.
     """
     k = np.arange(num_views)
     lo, hi = np.sin(np.radians(ELEVATION_DEG))
     elevation = np.arcsin(lo + (hi - lo) * (k + 0.5) / num_views)
-    azimuth = k * np.pi * (3 - np.sqrt(5))
+    golden = np.pi * (3 - np.sqrt(5))
+    azimuth = k * golden
     r_lo, r_hi = CAMERA_RADIUS_M
-    radius = r_lo + (r_hi - r_lo) * (0.5 + 0.5 * np.sin(2.0 * k + 1.0))
-    target = np.asarray(LOOK_AT_M)
-    eyes = target + radius[:, None] * np.stack(
+    closeness = 0.5 + 0.5 * np.sin(2.0 * k + 1.0)  # 1 = nearest
+    radius = r_hi - (r_hi - r_lo) * closeness
+    offset_dir = 2.0 * azimuth + 0.5  # another equidistributed sequence of directions
+    targets = np.asarray(LOOK_AT_M) + CLOSE_UP_OFFSET_M * closeness[:, None] * np.stack(
+        [np.cos(offset_dir), np.sin(offset_dir), np.zeros(num_views)], axis=1)
+    eyes = targets + radius[:, None] * np.stack(
         [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)], axis=1)
-    return np.stack([look_at(eye, target) for eye in eyes])
+    return np.stack([look_at(eye, target) for eye, target in zip(eyes, targets)])
 
 
 def intrinsics(width: int, height: int) -> tuple[float, float, float, float]:
@@ -316,15 +394,27 @@ def pixel_rays(width: int, height: int, supersample: int) -> PixelRays:
     return PixelRays(dirs_cam=dirs, n_colour=n_colour, centre=centre, width=width, height=height)
 
 
-def render_view(scene: DemoScene, c2w: Float[np.ndarray, "4 4"], rays: PixelRays, chunk_rays: int = 1 << 16
-                ) -> tuple[UInt8[np.ndarray, "h w 3"], Float[np.ndarray, "h w"], UInt8[np.ndarray, "h w"]]:
-    """(RGB, distance along the ray in metres (inf on a miss), object id) of one view.
+@dataclass(frozen=True)
+class ViewRender:
+    rgb: UInt8[np.ndarray, "h w 3"]
+    depth: Float[np.ndarray, "h w"]  # distance along the ray in metres, inf on a miss
+    ids: UInt8[np.ndarray, "h w"]  # object ids
+    parts: UInt8[np.ndarray, "h w"]  # part ids (see part_ids)
 
-    Colour averages the supersample rays; depth and id come from the pixel-centre ray, so depth
+
+def render_view(scene: DemoScene, c2w: Float[np.ndarray, "4 4"], rays: PixelRays, chunk_rays: int = 1 << 16
+                ) -> ViewRender:
+    """RGB, depth, object and part ids of one view.
+
+    Colour averages the supersample rays; depth and ids come from the pixel-centre ray, so depth
     is finite exactly where id != 0.
     """
     n_samples, n_pixels = rays.dirs_cam.shape[:2]
     rgb, depth, ids = np.zeros((n_pixels, 3)), np.zeros(n_pixels), np.zeros(n_pixels, np.uint8)
+    parts = np.zeros(n_pixels, np.uint8)
+    prim_part = part_ids(scene)
+    offset = np.cumsum([0] + [len(p) for p in prim_part])  # flat (object, primitive) index
+    flat_part = np.concatenate([[0]] + [np.asarray(p) for p in prim_part]).astype(np.uint8)
     step = max(1, chunk_rays // n_samples)
     for start in range(0, n_pixels, step):
         sel = slice(start, min(start + step, n_pixels))
@@ -335,9 +425,12 @@ def render_view(scene: DemoScene, c2w: Float[np.ndarray, "4 4"], rays: PixelRays
         colour = shade(scene, points, obj, prim).reshape(n_samples, -1, 3)
         rgb[sel] = colour[:rays.n_colour].mean(axis=0)
         depth[sel] = t.reshape(n_samples, -1)[rays.centre]
-        ids[sel] = (obj.reshape(n_samples, -1)[rays.centre] + 1).astype(np.uint8)
-    image = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8).reshape(rays.height, rays.width, 3)
-    return image, depth.astype(np.float32).reshape(rays.height, rays.width), ids.reshape(rays.height, rays.width)
+        obj_c, prim_c = obj.reshape(n_samples, -1)[rays.centre], prim.reshape(n_samples, -1)[rays.centre]
+        ids[sel] = (obj_c + 1).astype(np.uint8)
+        parts[sel] = flat_part[np.where(obj_c >= 0, offset[obj_c] + prim_c + 1, 0)]
+    h, w = rays.height, rays.width
+    image = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8).reshape(h, w, 3)
+    return ViewRender(image, depth.astype(np.float32).reshape(h, w), ids.reshape(h, w), parts.reshape(h, w))
 
 
 # --------------------------------------------------------------------------- LabelMe-style labels
@@ -421,28 +514,53 @@ def outer_polygon(piece: Bool[np.ndarray, "h w"]) -> Int[np.ndarray, "k 2"]:
     return xy[~straight] if len(xy) > 2 else xy
 
 
-def frame_labels(ids: UInt8[np.ndarray, "h w"], names: dict[int, str],
-                 min_pixels: int = MIN_LABEL_PIXELS) -> list[dict]:
-    """One LabelMe-style entry per visible piece of each object (table and background skipped).
+def min_label_pixels(height: int, width: int) -> int:
+    return max(20, round(MIN_LABEL_FRAC * height * width))
 
-    bbox is [x1, y1, x2, y2] in pixels with x2, y2 the last pixel (inclusive, as LangSplat's
-    lerf_ovs box test reads them); pieces smaller than
-    `min_pixels` are dropped (a few stray pixels make no useful box).
+
+def _pieces(mask: Bool[np.ndarray, "h w"], min_pixels: int) -> list[Bool[np.ndarray, "h w"]]:
+    labels, count = connected_components(mask)
+    pieces = [labels == k for k in range(1, count + 1)]
+    return [p for p in pieces if p.sum() >= min_pixels]
+
+
+def _box(mask: Bool[np.ndarray, "h w"]) -> list[int]:
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+
+
+def frame_labels(ids: UInt8[np.ndarray, "h w"], parts: UInt8[np.ndarray, "h w"], hier: dict,
+                 min_pixels: int | None = None) -> list[dict]:
+    """LabelMe-style entries (lerf_ovs format) at three levels, "level": part | object | group (an
+    extra key: lerf_ovs readers ignore it).
+
+    Parts and objects: one entry per visible piece. Groups: one entry per group with at least two
+    members in view, whose bbox encloses all of them (a group is the region holding its members,
+    gaps included) and whose segmentation is the list of the members' piece polygons (the mask
+    is their union). bbox is [x1, y1, x2, y2] in pixels with x2, y2 the last pixel (inclusive, as
+    LangSplat's lerf_ovs box test reads them). Pieces below `min_pixels` (default
+    `min_label_pixels`) are dropped: a few stray pixels make no useful query.
     """
+    min_pixels = min_label_pixels(*ids.shape) if min_pixels is None else min_pixels
     entries = []
-    for obj_id, name in sorted(names.items()):
-        if obj_id <= TABLE_ID:
-            continue
-        labels, count = connected_components(ids == obj_id)
-        for piece_id in range(1, count + 1):
-            piece = labels == piece_id
-            if piece.sum() < min_pixels:
-                continue
-            ys, xs = np.nonzero(piece)
-            polygon = outer_polygon(piece)
-            entries.append({"category": name,
-                            "bbox": [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())],
-                            "segmentation": polygon.astype(float).tolist()})
+
+    def piece_entry(level: str, name: str, piece: np.ndarray) -> dict:
+        return {"category": name, "level": level, "bbox": _box(piece),
+                "segmentation": outer_polygon(piece).astype(float).tolist()}
+
+    for pid, part in hier["parts"].items():
+        if part["name"]:
+            entries += [piece_entry("part", part["name"], p) for p in _pieces(parts == int(pid), min_pixels)]
+    for oid, obj in hier["objects"].items():
+        if int(oid) > TABLE_ID:
+            entries += [piece_entry("object", obj["name"], p) for p in _pieces(ids == int(oid), min_pixels)]
+    for group in GROUPS:
+        members = [int(oid) for oid, o in hier["objects"].items() if o["group"] == group]
+        seen = [pieces for m in members if (pieces := _pieces(ids == m, min_pixels))]
+        if len(seen) >= 2:
+            pieces = [p for member in seen for p in member]
+            entries.append({"category": group, "level": "group", "bbox": _box(np.any(pieces, axis=0)),
+                            "segmentation": [outer_polygon(p).astype(float).tolist() for p in pieces]})
     return entries
 
 
@@ -453,7 +571,7 @@ def _frame_name(k: int) -> str:
     return f"frame_{k + 1:05d}"
 
 
-_OUTPUTS = ("images", "depths", "ids", "labels", "transforms.json", "labels.json")
+_OUTPUTS = ("images", "depths", "ids", "parts", "labels", "transforms.json", "labels.json")
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
@@ -469,7 +587,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    for sub in ("images", "depths", "ids", "labels"):
+    for sub in ("images", "depths", "ids", "parts", "labels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
 
 
@@ -491,24 +609,29 @@ def generate_demo_scene(out_dir: str | Path, seed: int = 0, num_views: int = 48,
     _prepare_out_dir(out, overwrite)
     scene = build_demo_scene(seed)
     names = {TABLE_ID: "table"} | {TABLE_ID + 1 + i: n for i, n in enumerate(DEMO_OBJECT_NAMES)}
+    hier = hierarchy(scene)
     fx, fy, cx, cy = intrinsics(width, height)
     rays = pixel_rays(width, height, supersample)
     frames = []
     for k, c2w in enumerate(tqdm(camera_poses(num_views), desc="demo scene views", disable=not progress)):
-        rgb, depth, ids = render_view(scene, c2w, rays)
+        view = render_view(scene, c2w, rays)
         name = _frame_name(k)
-        Image.fromarray(rgb).save(out / "images" / f"{name}.png")
-        save_npy(out / "depths" / f"{name}.npy", depth)
-        Image.fromarray(ids).save(out / "ids" / f"{name}.png")
+        Image.fromarray(view.rgb).save(out / "images" / f"{name}.png")
+        save_npy(out / "depths" / f"{name}.npy", view.depth)
+        Image.fromarray(view.ids).save(out / "ids" / f"{name}.png")
+        Image.fromarray(view.parts).save(out / "parts" / f"{name}.png")
         if k % EVAL_EVERY == 0:
             label = {"info": {"name": f"{name}.png", "height": height, "width": width},
-                     "objects": frame_labels(ids, names)}
+                     "objects": frame_labels(view.ids, view.parts, hier)}
             _write_json(out / "labels" / f"{name}.json", label, indent=None)  # polygons: one line each file
         frames.append({"file_path": f"images/{name}.png", "transform_matrix": c2w.tolist(),
-                       "depth_file_path": f"depths/{name}.npy", "mask_id_path": f"ids/{name}.png"})
+                       "depth_file_path": f"depths/{name}.npy", "mask_id_path": f"ids/{name}.png",
+                       "part_id_path": f"parts/{name}.png"})
+    groups = {g: [i for i, n in names.items() if n in members] for g, members in GROUPS.items()}
     _write_json(out / "labels.json", {"objects": {str(i): n for i, n in names.items()}, "seed": seed,
                                       "background_id": 0,
-                                      "object_centers_m": {str(i): c for i, c in object_centers(scene).items()}})
+                                      "object_centers_m": {str(i): c for i, c in object_centers(scene).items()},
+                                      "groups": groups, "hierarchy": hier})
     _write_json(out / "transforms.json", {
         "camera_model": "PINHOLE", "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": width, "h": height,
         "background_color": list(BACKGROUND_RGB), "scene_units": "metres", "frames": frames})
@@ -526,7 +649,7 @@ def _is_complete(root: Path, num_views: int, width: int, height: int) -> bool:
         return False
     if not (root / "labels.json").is_file():
         return False
-    keys = ("file_path", "depth_file_path", "mask_id_path")
+    keys = ("file_path", "depth_file_path", "mask_id_path", "part_id_path")
     return all(isinstance(f, dict) and isinstance(f.get(key), str) and (root / f[key]).is_file()
                for f in frames for key in keys)
 

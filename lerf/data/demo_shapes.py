@@ -61,6 +61,9 @@ class Primitive:
     kind "capsule":   segment `p0` -> `p1`, radius `radii[0]`.
     kind "cylinder":  vertical capped cylinder from base centre `p0` to top centre `p1`
                       (same x, y), radius `radii[0]`.
+    `part`: the named part of its object this piece belongs to ("lid", "handle"), "" for the
+    unnamed rest (a mug's body reads as "mug", not as a part); the part's full name is
+    "<object category> <part>" (`part_name`).
     """
 
     kind: str
@@ -68,6 +71,7 @@ class Primitive:
     p1: Vec3
     radii: Vec3
     texture: Texture
+    part: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,31 @@ class SceneObject:
     footprint: tuple[tuple[float, float, float], ...]
     position_m: tuple[float, float] = (0.0, 0.0)
     yaw_rad: float = 0.0
+
+    @property
+    def category(self) -> str:
+        """The head noun of the name: "red mug" -> "mug"."""
+        return self.name.split()[-1]
+
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        """Full names of the named parts, in primitive order: ("mug body", "mug handle")."""
+        return tuple(dict.fromkeys(part_name(self, p.part) for p in self.primitives if p.part))
+
+
+def part_name(obj: SceneObject, part: str) -> str:
+    """"<category> <part>": part_name(red mug, "handle") -> "mug handle"."""
+    return f"{obj.category} {part}"
+
+
+def part_bound(obj: SceneObject, part: str) -> tuple[Float[np.ndarray, "3"], float]:
+    """A sphere (centre, radius) in the object frame containing the primitives of one part."""
+    return enclosing_sphere([bounding_sphere(p) for p in obj.primitives if p.part == part])
+
+
+def with_part(part: str, prims: list[Primitive]) -> list[Primitive]:
+    """The same primitives, tagged as belonging to `part`."""
+    return [dataclasses.replace(p, part=part) for p in prims]
 
 
 @dataclass(frozen=True)
@@ -347,16 +376,26 @@ def _arc(center_xz: tuple[float, float], radius: float, deg_from: float, deg_to:
     return np.stack([center_xz[0] + radius * np.cos(ang), np.zeros(n), center_xz[1] + radius * np.sin(ang)], 1)
 
 
-def red_mug() -> SceneObject:
-    body = Texture("bands", ((0.78, 0.10, 0.09), (0.95, 0.93, 0.88), (0.78, 0.10, 0.09)), coord="z",
-                   edges=(0.052, 0.070), soft=0.003)
-    red = Texture("solid", ((0.78, 0.10, 0.09),))
+def _mug(name: str, colour: RGB, band: RGB, height: float, radius: float) -> SceneObject:
+    body = Texture("bands", (colour, band, colour), coord="z", edges=(0.55 * height, 0.74 * height), soft=0.003)
+    solid = Texture("solid", (colour,))
     coffee = Texture("solid", ((0.24, 0.13, 0.07),))
     # The coffee disc sits 0.5 mm above the rim plane, so from above it hides the inner part of
     # the body's top cap and the mug reads as open without CSG.
-    prims = [cylinder((0.0, 0.0, 0.0), 0.095, 0.040, body), cylinder((0.0, 0.0, 0.0935), 0.002, 0.034, coffee)]
-    prims += tube(_arc((0.040, 0.050), 0.026, -80.0, 80.0, 7), np.full(6, 0.0065), red)
-    return SceneObject("red mug", tuple(prims), footprint=((0.0, 0.0, 0.042), (0.055, 0.0, 0.022)))
+    prims = [cylinder((0.0, 0.0, 0.0), height, radius, body),
+             cylinder((0.0, 0.0, height - 0.0015), 0.002, radius - 0.006, coffee)]
+    prims += with_part("handle", tube(_arc((radius, 0.53 * height), 0.027, -80.0, 80.0, 7), np.full(6, 0.0075),
+                                      solid))
+    return SceneObject(name, tuple(prims), footprint=((0.0, 0.0, radius + 0.002), (radius + 0.015, 0.0, 0.022)))
+
+
+def red_mug() -> SceneObject:
+    return _mug("red mug", (0.78, 0.10, 0.09), (0.95, 0.93, 0.88), height=0.095, radius=0.040)
+
+
+def white_mug() -> SceneObject:
+    """A distractor: shares "mug" with the red mug and "white" with the plate."""
+    return _mug("white mug", (0.93, 0.92, 0.88), (0.35, 0.36, 0.40), height=0.085, radius=0.037)
 
 
 def blue_teapot() -> SceneObject:
@@ -365,15 +404,24 @@ def blue_teapot() -> SceneObject:
                    noise_amp=0.06, noise_period=0.04)
     lid = Texture("solid", (dark,))
     plain = Texture("solid", (blue,))
-    prims = [ellipsoid((0.0, 0.0, 0.060), (0.075, 0.075, 0.056), body),
-             cylinder((0.0, 0.0, 0.0), 0.012, 0.045, plain),
-             ellipsoid((0.0, 0.0, 0.110), (0.042, 0.042, 0.018), lid),
-             sphere((0.0, 0.0, 0.131), 0.011, lid),
-             capsule((0.050, 0.0, 0.045), (0.100, 0.0, 0.085), 0.013, plain),
-             capsule((0.100, 0.0, 0.085), (0.122, 0.0, 0.106), 0.009, plain)]
-    prims += tube(_arc((-0.066, 0.062), 0.030, 80.0, 280.0, 7), np.full(6, 0.008), lid)
+    prims = [ellipsoid((0.0, 0.0, 0.060), (0.075, 0.075, 0.056), body), cylinder((0.0, 0.0, 0.0), 0.012, 0.045, plain)]
+    prims += with_part("lid", [ellipsoid((0.0, 0.0, 0.110), (0.044, 0.044, 0.020), lid),
+                               sphere((0.0, 0.0, 0.133), 0.012, lid)])
+    prims += with_part("spout", [capsule((0.050, 0.0, 0.045), (0.100, 0.0, 0.085), 0.014, plain),
+                                 capsule((0.100, 0.0, 0.085), (0.124, 0.0, 0.108), 0.010, plain)])
+    prims += with_part("handle", tube(_arc((-0.066, 0.062), 0.032, 80.0, 280.0, 7), np.full(6, 0.009), lid))
     return SceneObject("blue teapot", tuple(prims),
                        footprint=((0.0, 0.0, 0.077), (0.105, 0.0, 0.022), (-0.095, 0.0, 0.015)))
+
+
+def red_apple() -> SceneObject:
+    """A distractor: shares "red" with the red mug."""
+    red, blush = (0.74, 0.11, 0.10), (0.86, 0.55, 0.18)
+    skin = Texture("bands", (blush, red), coord="z", edges=(0.022,), soft=0.02, noise_amp=0.10, noise_period=0.02)
+    stem = Texture("solid", ((0.35, 0.24, 0.12),))
+    prims = (ellipsoid((0.0, 0.0, 0.036), (0.040, 0.040, 0.036), skin),
+             capsule((0.0, 0.0, 0.068), (0.004, 0.002, 0.084), 0.0035, stem))
+    return SceneObject("red apple", prims, footprint=((0.0, 0.0, 0.041),))
 
 
 def yellow_banana() -> SceneObject:
@@ -402,20 +450,21 @@ def green_cactus() -> SceneObject:
     arm = Texture("solid", (green,), noise_amp=0.08, noise_period=0.03)
     pot = Texture("bands", ((0.72, 0.38, 0.22), (0.60, 0.30, 0.17)), coord="z", edges=(0.052,), soft=0.002)
     soil = Texture("solid", ((0.25, 0.17, 0.11),), noise_amp=0.15, noise_period=0.02)
-    prims = [cylinder((0.0, 0.0, 0.0), 0.062, 0.045, pot), cylinder((0.0, 0.0, 0.060), 0.0025, 0.040, soil),
-             capsule((0.0, 0.0, 0.060), (0.0, 0.0, 0.175), 0.026, ribs),
-             capsule((0.020, 0.0, 0.100), (0.056, 0.0, 0.100), 0.013, arm),
-             capsule((0.056, 0.0, 0.100), (0.056, 0.0, 0.142), 0.013, arm),
-             capsule((-0.020, 0.0, 0.122), (-0.052, 0.0, 0.122), 0.012, arm),
-             capsule((-0.052, 0.0, 0.122), (-0.052, 0.0, 0.158), 0.012, arm)]
+    prims = with_part("pot", [cylinder((0.0, 0.0, 0.0), 0.062, 0.045, pot),
+                              cylinder((0.0, 0.0, 0.060), 0.0025, 0.040, soil)])
+    prims += [capsule((0.0, 0.0, 0.060), (0.0, 0.0, 0.175), 0.026, ribs),
+              capsule((0.020, 0.0, 0.100), (0.056, 0.0, 0.100), 0.013, arm),
+              capsule((0.056, 0.0, 0.100), (0.056, 0.0, 0.142), 0.013, arm),
+              capsule((-0.020, 0.0, 0.122), (-0.052, 0.0, 0.122), 0.012, arm),
+              capsule((-0.052, 0.0, 0.122), (-0.052, 0.0, 0.158), 0.012, arm)]
     return SceneObject("green cactus", tuple(prims), footprint=((0.0, 0.0, 0.070),))
 
 
 def wooden_spoon() -> SceneObject:
     grain = Texture("stripes", (WOOD_LIGHT, WOOD_DARK), coord="y", period=0.024, soft=0.006, warp=0.01,
                     noise_period=0.04)
-    prims = [capsule((-0.115, 0.0, 0.009), (0.030, 0.0, 0.009), 0.009, grain),
-             ellipsoid((0.070, 0.0, 0.011), (0.046, 0.031, 0.011), grain)]
+    prims = [capsule((-0.115, 0.0, 0.010), (0.030, 0.0, 0.010), 0.010, grain)]
+    prims += with_part("bowl", [ellipsoid((0.070, 0.0, 0.012), (0.048, 0.033, 0.012), grain)])
     return SceneObject("wooden spoon", tuple(prims),
                        footprint=((-0.085, 0.0, 0.015), (-0.035, 0.0, 0.015), (0.065, 0.0, 0.045)))
 
@@ -433,4 +482,8 @@ def table(radius_m: float) -> SceneObject:
     return SceneObject("table", (cylinder((0.0, 0.0, -0.03), 0.03, radius_m, grain),), footprint=())
 
 
-CATALOGUE = (red_mug, blue_teapot, yellow_banana, green_cactus, wooden_spoon, white_plate)
+CATALOGUE = (red_mug, blue_teapot, yellow_banana, green_cactus, wooden_spoon, white_plate, red_apple, white_mug)
+# Named groups of catalogue objects: the layout keeps each group's members close together, so a
+# crop can cover several of them (see lerf.encoders.reference for what such a crop means).
+GROUPS: dict[str, tuple[str, ...]] = {"tea set": ("blue teapot", "red mug"), "fruit": ("yellow banana", "red apple"),
+                                      "place setting": ("white plate", "wooden spoon")}

@@ -205,7 +205,7 @@ def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = Tr
         raise SceneFormatError(f"{json_path}: unknown camera_model '{model}'; supported: {', '.join(CAMERA_MODELS)}")
     background = background if background is not None else meta.get("background_color")
 
-    poses, intr, dist, names, images, extras = [], [], [], [], [], {"depth": [], "ids": []}
+    poses, intr, dist, names, images, extras = [], [], [], [], [], {"depth": [], "ids": [], "parts": []}
     size = None
     for i, frame in enumerate(frames):
         if not isinstance(frame, dict) or "file_path" not in frame:
@@ -218,7 +218,7 @@ def read_nerfstudio(root: str | Path, downscale: int = 1, load_images: bool = Tr
             raise SceneFormatError(f"{json_path}: frame '{name}' is {hw[1]}x{hw[0]}, other frames {size[1]}x{size[0]}; "
                                    "all frames must share one image size")
         poses.append(pose), intr.append(frame_intr), dist.append(frame_dist), names.append(name)
-        for key, extra in (("depth", "depth_file_path"), ("ids", "mask_id_path")):
+        for key, extra in (("depth", "depth_file_path"), ("ids", "mask_id_path"), ("parts", "part_id_path")):
             extras[key].append(frame.get(extra))
         if load_images:
             path, resize_by = _image_path(root, name, downscale)

@@ -39,6 +39,11 @@ class SceneData:
     object_ids: Optional[Int[Tensor, "n h w"]] = None  # demo scene only
     labels: Optional[dict[int, str]] = None  # object id -> name, demo scene only
     labels_dir: Optional[Path] = None  # LabelMe-style eval labels, when the scene has them
+    # Demo scene only (what the reference CLIP encoder reads): part ids, camera-z depth in metres
+    # (inf on a miss) and labels.json's part/object/group "hierarchy".
+    part_ids: Optional[Int[Tensor, "n h w"]] = None
+    depth_z_m: Optional[Float[Tensor, "n h w"]] = None
+    hierarchy: Optional[dict] = None
 
     def to_world(self, points: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
         """Normalised scene positions back to the frame and units of transforms.json."""
@@ -101,9 +106,10 @@ def normalise_cameras(cameras: Cameras, center: str) -> tuple[Cameras, Tensor, f
     return out, c, scale
 
 
-def _load_object_ids(raw: RawScene) -> Optional[Tensor]:
-    """The per-frame object-id masks (demo scene), each checked to exist, read and match its image."""
-    paths = raw.extras.get("ids", [])
+def _load_id_maps(raw: RawScene, key: str) -> Optional[Tensor]:
+    """Per-frame integer id masks (the demo's object ids or part ids, `key` "ids" or "parts"),
+    each checked to exist, read and match its image."""
+    paths = raw.extras.get(key, [])
     if not paths or any(p is None for p in paths):
         return None
     ids = []
@@ -122,12 +128,26 @@ def _load_object_ids(raw: RawScene) -> Optional[Tensor]:
     return torch.stack(ids)
 
 
-def _load_labels(root: Path) -> Optional[dict[int, str]]:
+def _load_depth_z(raw: RawScene, cameras: Cameras) -> Optional[Tensor]:
+    """Camera-z depth in metres from the demo's depths/*.npy (distance along each pixel-centre ray)."""
+    paths = raw.extras.get("depth", [])
+    if not paths or any(p is None or not str(p).endswith(".npy") for p in paths):
+        return None
+    t = torch.stack([torch.from_numpy(np.load(raw.root / p)).float() for p in paths])
+    if t.shape[1:] != (cameras.height, cameras.width):
+        return None  # e.g. a downscaled load: no depth rather than a wrong one
+    j, i = torch.meshgrid(torch.arange(cameras.width) + 0.5, torch.arange(cameras.height) + 0.5, indexing="xy")
+    x = (j[None] - cameras.cx_px[:, None, None]) / cameras.fx_px[:, None, None]
+    y = (i[None] - cameras.cy_px[:, None, None]) / cameras.fy_px[:, None, None]
+    return t / torch.sqrt(1 + x * x + y * y)  # z = t cos(angle to the optical axis)
+
+
+def _load_labels(root: Path) -> tuple[Optional[dict[int, str]], Optional[dict]]:
     path = root / "labels.json"
     if not path.is_file():
-        return None
-    objects = json.loads(path.read_text()).get("objects", {})
-    return {int(k): str(v) for k, v in objects.items()}
+        return None, None
+    data = json.loads(path.read_text())
+    return {int(k): str(v) for k, v in data.get("objects", {}).items()}, data.get("hierarchy")
 
 
 def _why_missing(path: str) -> str:
@@ -187,9 +207,11 @@ def load_scene(cfg: SceneConfig, generate: bool = True) -> SceneData:
     bg = cfg.background_color if cfg.background_color is not None else raw.background_color
     background = torch.tensor(bg, dtype=torch.float32) if bg is not None else None
     labels_dir = root / "labels" if (root / "labels").is_dir() else None
+    labels, hier = _load_labels(root)
     log.info("scene %s: %d frames (%d train, %d eval), %dx%d, scale factor %.4f", cfg.name, len(raw.frame_names),
              len(train_idx), len(eval_idx), cameras.width, cameras.height, scale)
     return SceneData(root=root, frame_names=raw.frame_names, images=raw.images, cameras=cameras,
                      train_idx=train_idx, eval_idx=eval_idx, center_world=center, scale_factor=scale,
-                     background=background, object_ids=_load_object_ids(raw), labels=_load_labels(root),
-                     labels_dir=labels_dir)
+                     background=background, object_ids=_load_id_maps(raw, "ids"), labels=labels,
+                     labels_dir=labels_dir, part_ids=_load_id_maps(raw, "parts"), hierarchy=hier,
+                     depth_z_m=_load_depth_z(raw, raw.cameras) if hier is not None else None)

@@ -50,7 +50,9 @@ class ClipEncoder(Protocol):
         self, rgb: Float[Tensor, "n 3 s s"], ids: Optional[Int[Tensor, "n s s"]] = None
     ) -> Float[Tensor, "n d"]:
         """Unit-norm embeddings of square crops. `ids` (object ids, 0 = background) are only
-        read by the synthetic reference encoder; real encoders ignore them."""
+        read by the synthetic reference encoder; real encoders ignore them. The reference CLIP
+        encoder also takes `crop_m` (per-pixel crop size in metres); the pyramid passes it only
+        when the scene provides depth (the demo scene)."""
         ...
 
     def encode_text(self, texts: list[str]) -> Float[Tensor, "n d"]:
@@ -110,6 +112,13 @@ def resize_ids(ids: Int[Tensor, "n h w"], size: tuple[int, int]) -> Int[Tensor, 
         return ids
     out = F.interpolate(ids[:, None].float(), size=size, mode="nearest-exact")
     return out[:, 0].round().long()
+
+
+def resize_nearest(x: Float[Tensor, "n h w"], size: tuple[int, int]) -> Float[Tensor, "n h2 w2"]:
+    """Nearest-neighbour resize of a per-pixel float map (same sampling as `resize_ids`)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x[:, None].float(), size=size, mode="nearest-exact")[:, 0]
 
 
 def text_seed(text: str, namespace: str) -> int:

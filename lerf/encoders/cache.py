@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from lerf.data.atomic import replace_atomically, write_json
@@ -46,13 +46,15 @@ FORMAT_VERSION = 1  # bump when the file layout or the crop-grid rule changes
 RAM_THRESHOLD_BYTES = 2 << 30
 
 
-def images_digest(images: Images, ids: Optional[Int[Tensor, "n h w"]]) -> str:
-    """BLAKE2b-128 of the image bytes (and id masks), one image at a time (no full copy).
+def images_digest(images: Images, ids: Optional[Int[Tensor, "n h w"]],
+                  px_m: Optional[Float[Tensor, "n h w"]] = None) -> str:
+    """BLAKE2b-128 of the image bytes (and id masks, and metres-per-pixel maps), one image at a
+    time (no full copy).
 
     Hashes what the encoders see; the same pictures as uint8 and as float give different digests.
     """
     h = hashlib.blake2b(digest_size=16)
-    for stack in (images, ids):
+    for stack in (images, ids) + ((px_m,) if px_m is not None else ()):
         if stack is None:
             h.update(b"none")
             continue
@@ -62,16 +64,18 @@ def images_digest(images: Images, ids: Optional[Int[Tensor, "n h w"]]) -> str:
     return h.hexdigest()
 
 
-def images_key(images: Images, ids: Optional[Int[Tensor, "n h w"]]) -> dict:
+def images_key(images: Images, ids: Optional[Int[Tensor, "n h w"]],
+               px_m: Optional[Float[Tensor, "n h w"]] = None) -> dict:
     n, h, w = images.shape[:3]
     return {"count": int(n), "height": int(h), "width": int(w), "dtype": str(images.dtype),
-            "has_ids": ids is not None, "digest": images_digest(images, ids)}
+            "has_ids": ids is not None, "digest": images_digest(images, ids, px_m)}
 
 
 def clip_cache_key(images: Images, ids: Optional[Int[Tensor, "n h w"]], encoder: ClipEncoder,
-                   crop_fracs: Sequence[float], stride_scaler: float) -> dict:
+                   crop_fracs: Sequence[float], stride_scaler: float,
+                   px_m: Optional[Float[Tensor, "n h w"]] = None) -> dict:
     return _jsonable({"format_version": FORMAT_VERSION, "kind": "clip_pyramid",
-                      "encoder": encoder.cache_key(), "images": images_key(images, ids),
+                      "encoder": encoder.cache_key(), "images": images_key(images, ids, px_m),
                       "crop_fracs": [float(f) for f in crop_fracs], "stride_scaler": float(stride_scaler)})
 
 
@@ -182,10 +186,12 @@ def load_or_build_clip_pyramid(
     stride_scaler: float = 0.5,
     in_memory: Optional[bool] = None,
     progress: bool = True,
+    px_m: Optional[Float[Tensor, "n h w"]] = None,
 ) -> ClipPyramid:
-    """The cached pyramid if its key matches, else build it (calling the encoder) and cache it."""
+    """The cached pyramid if its key matches, else build it (calling the encoder) and cache it.
+    `px_m`: metres per pixel (demo scene only; see `build_clip_pyramid`)."""
     n, h, w = images.shape[:3]
-    key = clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler)
+    key = clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler, px_m)
     levels = pyramid_grids(h, w, crop_fracs, stride_scaler)
     data_path, sidecar_path = cache_paths(cache_dir, f"clip_pyramid_{encoder.name}")
     found = read_valid(data_path, sidecar_path, key, in_memory)
@@ -196,7 +202,7 @@ def load_or_build_clip_pyramid(
         log.info("Cache %s was built with another crop grid: rebuilding", data_path)
     shape = (n * sum(lv.cells_per_image for lv in levels), encoder.embed_dim)
     write_atomic(data_path, sidecar_path, shape, lambda out: build_clip_pyramid(
-        images, ids, encoder, crop_fracs, batch_size, stride_scaler, out=out, progress=progress),
+        images, ids, encoder, crop_fracs, batch_size, stride_scaler, out=out, progress=progress, px_m=px_m),
         {"key": key, "levels": _levels_json(levels)})
     return ClipPyramid(reread(data_path, sidecar_path, key, in_memory), tuple(levels), n, (h, w))
 

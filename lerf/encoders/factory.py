@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from lerf.config import EncoderConfig
+from lerf.config import TrainConfig
 from lerf.encoders.base import ClipEncoder, DenseEncoder
 
 
@@ -60,30 +60,32 @@ def build_dino_encoder(kind: str, device: str | torch.device = "cpu", **options:
 
 
 
-def encoder_options(cfg: EncoderConfig, scene, kind: str) -> dict:
-    """Constructor options of the `kind` ("clip" or "dino") encoder a config names, for `scene`
-    (the reference encoders read the demo scene's object labels)."""
+def encoder_options(cfg: TrainConfig, scene, kind: str) -> dict:
+    """Constructor options of the `kind` ("clip" or "dino") encoder a run's config names, for
+    `scene` (the reference encoders read the demo scene's hierarchy of parts, objects, groups)."""
+    e = cfg.encoder
     if kind == "clip":
-        if cfg.clip == "reference":
-            return {"labels": _require_labels(scene, "encoder.clip=reference"), "dim": cfg.reference_clip_dim}
-        return {"model": cfg.clip_model, "pretrained": cfg.clip_pretrained, "checkpoint": cfg.clip_checkpoint,
-                "allow_random_weights": cfg.allow_random_weights}
-    if cfg.dino == "reference":
-        return {"dim": cfg.reference_dino_dim, "stride_px": cfg.reference_dino_stride}
-    return {"model": cfg.dino_model, "checkpoint": cfg.dino_checkpoint, "allow_random_weights": cfg.allow_random_weights}
+        if e.clip == "reference":
+            return {"hierarchy": _require_hierarchy(scene, "encoder.clip=reference"), "dim": e.reference_clip_dim,
+                    "generic_phrases": list(cfg.relevancy.canonical_phrases)}
+        return {"model": e.clip_model, "pretrained": e.clip_pretrained, "checkpoint": e.clip_checkpoint,
+                "allow_random_weights": e.allow_random_weights}
+    if e.dino == "reference":
+        return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride}
+    return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
 
 
-def _require_labels(scene, what: str) -> dict[int, str]:
-    if scene.labels is None or scene.object_ids is None:
-        raise ValueError(f"{what} needs a scene with object-id masks and labels.json (the demo scene); "
+def _require_hierarchy(scene, what: str) -> dict:
+    if scene.hierarchy is None:
+        raise ValueError(f"{what} needs a scene with part-id masks, depths and labels.json (the demo scene); "
                          f"{scene.root} has none. Use encoder=openclip for real scenes.")
-    return scene.labels
+    return scene.hierarchy
 
 
-def clip_encoder_for(cfg: EncoderConfig, scene, device: torch.device) -> ClipEncoder:
+def clip_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> ClipEncoder:
     """The CLIP encoder a run's config names (training supervises with it, queries embed text)."""
-    return build_clip_encoder(cfg.clip, device, **encoder_options(cfg, scene, "clip"))
+    return build_clip_encoder(cfg.encoder.clip, device, **encoder_options(cfg, scene, "clip"))
 
 
-def dino_encoder_for(cfg: EncoderConfig, scene, device: torch.device) -> DenseEncoder:
-    return build_dino_encoder(cfg.dino, device, **encoder_options(cfg, scene, "dino"))
+def dino_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> DenseEncoder:
+    return build_dino_encoder(cfg.encoder.dino, device, **encoder_options(cfg, scene, "dino"))

@@ -38,7 +38,7 @@ from jaxtyping import Float, Int, UInt8
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from lerf.encoders.base import ClipEncoder, DenseEncoder, resize_ids, resize_square
+from lerf.encoders.base import ClipEncoder, DenseEncoder, resize_ids, resize_nearest, resize_square
 from lerf.encoders.interp import axis_lerp, pad_centres, uniform_axis_lerp, weighted_sum
 
 Images = Float[Tensor, "n h w 3"] | UInt8[Tensor, "n h w 3"]
@@ -220,38 +220,42 @@ def as_float_chw(image: Float[Tensor, "h w 3"] | UInt8[Tensor, "h w 3"]) -> Floa
 
 def iter_crop_batches(
     images: Images, ids: Optional[Int[Tensor, "n h w"]], levels: Sequence[LevelGrid],
-    input_px: int, batch_size: int,
-) -> Iterator[tuple[Float[Tensor, "b 3 s s"], Optional[Int[Tensor, "b s s"]]]]:
-    """Crops resized to `input_px`, in the pyramid's row order, `batch_size` at a time."""
-    rgb_buf: list[Tensor] = []
-    id_buf: list[Tensor] = []
+    input_px: int, batch_size: int, px_m: Optional[Float[Tensor, "n h w"]] = None,
+) -> Iterator[tuple[Float[Tensor, "b 3 s s"], Optional[Int[Tensor, "b s s"]], Optional[Float[Tensor, "b s s"]]]]:
+    """Crops resized to `input_px`, in the pyramid's row order, `batch_size` at a time: RGB, ids
+    (if given) and, if `px_m` (metres per pixel, camera-z depth / focal) is given, `crop_m`: the
+    crop's side in metres at each pixel's depth (crop side in pixels x px_m)."""
+    bufs: list[list[Tensor]] = [[], [], []]
     for lv in levels:
         c = lv.crop_px
         for n in range(images.shape[0]):
             image = as_float_chw(images[n])
             for top in lv.tops:  # one row of crops at a time: one resize call per row
-                rgb_buf.append(resize_square(
+                bufs[0].append(resize_square(
                     torch.stack([image[:, top:top + c, x:x + c] for x in lv.lefts]), input_px))
                 if ids is not None:
-                    id_buf.append(resize_ids(
+                    bufs[1].append(resize_ids(
                         torch.stack([ids[n, top:top + c, x:x + c] for x in lv.lefts]), (input_px, input_px)))
-                if sum(map(len, rgb_buf)) >= batch_size:
-                    yield from _full_batches(rgb_buf, id_buf, batch_size, final=False)
-    yield from _full_batches(rgb_buf, id_buf, batch_size, final=True)
+                if px_m is not None:
+                    bufs[2].append(resize_nearest(
+                        c * torch.stack([px_m[n, top:top + c, x:x + c] for x in lv.lefts]), (input_px, input_px)))
+                if sum(map(len, bufs[0])) >= batch_size:
+                    yield from _full_batches(bufs, batch_size, final=False)
+    yield from _full_batches(bufs, batch_size, final=True)
 
 
-def _full_batches(rgb_buf: list[Tensor], id_buf: list[Tensor], batch_size: int, final: bool):
-    """Yield whole batches from the buffers, leaving the remainder in them (all of it if final)."""
-    if not rgb_buf:
+def _full_batches(bufs: list[list[Tensor]], batch_size: int, final: bool):
+    """Yield whole batches from the buffers (RGB, then optional ones), leaving the remainder in
+    them (all of it if final)."""
+    if not bufs[0]:
         return
-    rgb = torch.cat(rgb_buf)
-    ids = torch.cat(id_buf) if id_buf else None
-    n_out = len(rgb) if final else len(rgb) // batch_size * batch_size
+    stacks = [torch.cat(b) if b else None for b in bufs]
+    total = len(stacks[0])
+    n_out = total if final else total // batch_size * batch_size
     for start in range(0, n_out, batch_size):
-        stop = min(start + batch_size, n_out)
-        yield rgb[start:stop], None if ids is None else ids[start:stop]
-    rgb_buf[:] = [rgb[n_out:]] if n_out < len(rgb) else []
-    id_buf[:] = [ids[n_out:]] if ids is not None and n_out < len(rgb) else []
+        yield tuple(None if x is None else x[start:min(start + batch_size, n_out)] for x in stacks)
+    for b, x in zip(bufs, stacks):
+        b[:] = [x[n_out:]] if x is not None and n_out < total else []
 
 
 def build_clip_pyramid(
@@ -263,11 +267,13 @@ def build_clip_pyramid(
     stride_scaler: float = 0.5,
     out: Optional[np.ndarray] = None,
     progress: bool = True,
+    px_m: Optional[Float[Tensor, "n h w"]] = None,
 ) -> ClipPyramid:
     """Embed every crop of every level (see module docstring) with `encoder`, batched.
 
     `out`: an optional preallocated (cells, d) array (e.g. a memmap of the cache file being
-    written) to fill instead of allocating one in RAM.
+    written) to fill instead of allocating one in RAM. `px_m`: metres per pixel (demo scene
+    only), from which each crop's physical size is passed to the encoder as `crop_m`.
     """
     n, h, w = images.shape[:3]
     levels = tuple(pyramid_grids(h, w, crop_fracs, stride_scaler))
@@ -278,8 +284,8 @@ def build_clip_pyramid(
         raise ValueError(f"out has shape {out.shape}, expected {(total, encoder.embed_dim)}")
     done = 0
     with tqdm(total=total, desc=f"CLIP pyramid ({encoder.name})", unit="crop", disable=not progress) as bar:
-        for rgb, crop_ids in iter_crop_batches(images, ids, levels, encoder.input_px, batch_size):
-            emb = encoder.encode_crops(rgb, crop_ids)
+        for rgb, crop_ids, crop_m in iter_crop_batches(images, ids, levels, encoder.input_px, batch_size, px_m):
+            emb = encoder.encode_crops(rgb, crop_ids) if crop_m is None else encoder.encode_crops(rgb, crop_ids, crop_m)
             out[done:done + len(rgb)] = emb.detach().cpu().numpy().astype(out.dtype)
             done += len(rgb)
             bar.update(len(rgb))

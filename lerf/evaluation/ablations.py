@@ -5,8 +5,8 @@ A sweep dir (``hydra.sweep.dir``) holds one subdir per job (``0/``, ``1/``, ...;
 command-line overrides) and, if the run got that far, the files the trainer / evaluators write:
 
 * ``eval.json``          {"psnr", "ssim", "steps", "train_time_s", ...}   (its absence = failed)
-* ``localization.json``  {"overall": accuracy in [0, 1], ...}             (optional)
-* ``segmentation.json``  {"miou": float, ...}                             (optional)
+* ``localization.json``  {"overall": accuracy in [0, 1], "per_level": {...}, ...}  (optional)
+* ``segmentation.json``  {"miou": float, "per_level": {...}, ...}                 (optional)
 
 A run without a readable ``eval.json`` (crashed, killed, still running) is listed as failed;
 it never stops the others from being collected.
@@ -25,17 +25,22 @@ from omegaconf import OmegaConf
 from lerf.data.atomic import write_text
 from lerf.evaluation.report import markdown_table
 
-# (column title, source file, key, scale for display, table format); one home for what the table
-# and the chart show
+# (column title, source file, key (dots reach into nested objects), scale for display, table
+# format); one home for what the table and the chart show. Per-level columns exist when the
+# labels carry levels (the demo scene: part / object / group).
 METRICS = {
     "localization": ("loc. acc. (%)", "localization.json", "overall", 100.0, "{:.1f}"),
+    "loc_part": ("loc. part (%)", "localization.json", "per_level.part", 100.0, "{:.1f}"),
+    "loc_object": ("loc. object (%)", "localization.json", "per_level.object", 100.0, "{:.1f}"),
+    "loc_group": ("loc. group (%)", "localization.json", "per_level.group", 100.0, "{:.1f}"),
     "miou": ("mIoU (%)", "segmentation.json", "miou", 100.0, "{:.1f}"),
+    "miou_object": ("mIoU object (%)", "segmentation.json", "per_level.object", 100.0, "{:.1f}"),
     "psnr": ("PSNR (dB)", "eval.json", "psnr", 1.0, "{:.2f}"),
     "ssim": ("SSIM", "eval.json", "ssim", 1.0, "{:.3f}"),
     "steps": ("steps", "eval.json", "steps", 1.0, "{:.0f}"),
     "train_time_s": ("train time (s)", "eval.json", "train_time_s", 1.0, "{:.0f}"),
 }
-CHART_PANELS = ("localization", "miou", "psnr", "train_time_s")
+CHART_PANELS = ("loc_part", "loc_object", "loc_group", "miou_object", "psnr")
 
 
 @dataclass
@@ -85,10 +90,19 @@ def read_run(run_dir: Path) -> RunRecord:
     if record.failed:
         return record
     for metric, (_, file_name, key, *_) in METRICS.items():
-        value = (files[file_name] or {}).get(key)
+        value = _nested(files[file_name] or {}, key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             record.metrics[metric] = float(value)
     return record
+
+
+def _nested(data: dict, key: str):
+    """data["a"]["b"] for key "a.b"; None where a step is missing. Example: ({"a": {"b": 1}}, "a.b") -> 1."""
+    for step in key.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(step)
+    return data
 
 
 def _job_sort_key(path: Path) -> tuple[int, int, str]:

@@ -34,6 +34,8 @@ def evaluate_trained(model: LerfModel, scene: SceneData, text_encoder: Optional[
         engine = QueryEngine(model, text_encoder, cfg.relevancy, cfg.trainer.eval_chunk, visibility=visibility)
         loc = evaluate_localization(engine, scene, cfg.scene.name, run_dir)
         seg = evaluate_segmentation(engine, scene, cfg.scene.name, run_dir)
-        log.info("localization %.3f over %d queries, mIoU %.3f", loc["overall"], loc["num_queries"], seg["miou"])
-        summary.update({"localization": loc["overall"], "miou": seg["miou"]})
+        log.info("localization %.3f over %d queries %s, mIoU %.3f %s", loc["overall"], loc["num_queries"],
+                 loc.get("per_level"), seg["miou"], seg.get("per_level"))
+        summary.update({"localization": loc["overall"], "miou": seg["miou"],
+                        "localization_per_level": loc.get("per_level", {}), "miou_per_level": seg.get("per_level", {})})
     return summary

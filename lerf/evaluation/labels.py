@@ -11,6 +11,9 @@ only need the ones marked *)::
                    "bbox"*: [388.0, 265.0, 456.0, 301.0],                  # x1, y1, x2, y2
                    "iscrowd": 0, "note": ""}, ...]}
 
+The demo scene adds a "level" key to each object (part | object | group: a query's level in the
+part/object/group hierarchy); it is optional and per category (the first object's value wins).
+
 Several objects can share a category (e.g. two "sake cup"s); like LangSplat's
 ``eval/evaluate_iou_loc.py::eval_gt_lerfdata`` we merge them: the category keeps every box (a query
 is localised if it hits any of them) and its mask is the union of the polygons.
@@ -40,7 +43,8 @@ class LabelFormatError(ValueError):
 @dataclass(frozen=True)
 class CategoryLabel:
     boxes: list[Box]
-    polygons: list[Float[np.ndarray, "n 2"]]  # (x, y) vertices, one array per labelled object
+    polygons: list[Float[np.ndarray, "_ 2"]]  # (x, y) vertices, one array per labelled object
+    level: str = ""  # part | object | group where the labels say (the demo scene), else ""
 
     def mask(self, height: int, width: int) -> Bool[np.ndarray, "h w"]:
         """Union of this category's polygons as a boolean image."""
@@ -104,6 +108,7 @@ def load_label_file(path: str | Path) -> FrameLabels:
 
     boxes: dict[str, list[Box]] = {}
     polygons: dict[str, list[np.ndarray]] = {}
+    levels: dict[str, str] = {}
     for k, obj in enumerate(objects):
         if not isinstance(obj, dict) or not isinstance(obj.get("category"), str):
             raise fail(f'objects[{k}] to have a "category" string')
@@ -121,8 +126,9 @@ def load_label_file(path: str | Path) -> FrameLabels:
             ) from None
         boxes.setdefault(category, []).append(box)  # type: ignore[arg-type]
         polygons.setdefault(category, []).extend(object_polygons)
+        levels.setdefault(category, str(obj.get("level", "")))
 
-    categories = {c: CategoryLabel(boxes=boxes[c], polygons=polygons[c]) for c in boxes}
+    categories = {c: CategoryLabel(boxes=boxes[c], polygons=polygons[c], level=levels[c]) for c in boxes}
     return FrameLabels(frame_name=name, height=height, width=width, categories=categories)
 
 
@@ -139,7 +145,7 @@ def _parse_segmentation(seg) -> list[np.ndarray]:
 
 
 def rasterize_polygons(
-    polygons: list[Float[np.ndarray, "n 2"]], height: int, width: int
+    polygons: list[Float[np.ndarray, "_ 2"]], height: int, width: int
 ) -> Bool[np.ndarray, "h w"]:
     """Union of filled polygons, boundary included, on the pixel-centre lattice (x=j, y=i).
 

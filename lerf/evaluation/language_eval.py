@@ -40,7 +40,7 @@ def evaluate_localization(engine: QueryEngine, scene, scene_name: str, out_dir: 
                           labels: Optional[str] = None, protocol: str = "lerf", smooth_k: int = LERF_OVS_SMOOTH_K,
                           levels: str = "chosen_scale") -> dict:
     results = [localize(maps, label.boxes, protocol=protocol, smooth_k=smooth_k, query=category, view=view,
-                        scene=scene_name)
+                        scene=scene_name, query_level=label.level)
                for _, view, category, label, maps in _labelled_maps(engine, scene, labels, "localization", levels)]
     summary = summarize_localization(results)
     summary["protocol"], summary["levels"] = protocol, levels
@@ -56,7 +56,7 @@ def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: 
     results = []
     for frame, view, category, label, maps in _labelled_maps(engine, scene, labels, "segmentation", levels):
         result, pred = segment(maps, label.mask(frame.height, frame.width), threshold=threshold, smooth_k=smooth_k,
-                               query=category, view=view, scene=scene_name)
+                               query=category, view=view, scene=scene_name, query_level=label.level)
         results.append(result)
         if save_masks:
             folder = out_dir / "segmentation_masks"

@@ -106,6 +106,7 @@ class LocalizationResult:
     y: int
     level: int  # relevancy level used (0 when the map has no level axis)
     scene: str = ""
+    query_level: str = ""  # the query's hierarchy level (part | object | group), "" if unlabelled
 
 
 def localize(
@@ -117,6 +118,7 @@ def localize(
     query: str = "",
     view: str = "",
     scene: str = "",
+    query_level: str = "",
 ) -> LocalizationResult:
     """Apply one protocol to one (view, query) pair. See the module docstring for the rules.
 
@@ -132,7 +134,7 @@ def localize(
     candidates = argmax_pixels(maps[level]).tolist()
     inside = [(x, y) for x, y in candidates if point_in_boxes(x, y, boxes)]
     x, y = (inside or candidates)[0]
-    return LocalizationResult(query, view, bool(inside), x, y, level, scene)
+    return LocalizationResult(query, view, bool(inside), x, y, level, scene, query_level)
 
 
 def _accuracy(hits: list[bool]) -> float:
@@ -147,7 +149,8 @@ def summarize_localization(results: Sequence[LocalizationResult]) -> dict:
     per-scene accuracies (how papers report one number over several scenes).
 
     Example: hits [True, False] in view "a" and [True] in view "b" of one scene ->
-    per_view {"a": 0.5, "b": 1.0}, overall 2/3.
+    per_view {"a": 0.5, "b": 1.0}, overall 2/3. ``per_level`` pools the results of each query
+    level (part / object / group) where the labels give one.
     """
     if not results:
         raise ValueError("no localization results to summarize")
@@ -159,8 +162,14 @@ def summarize_localization(results: Sequence[LocalizationResult]) -> dict:
         per_view[r.scene][r.view].append(r.hit)
         per_query[r.scene][r.query].append(r.hit)
     scene_acc = {s: _accuracy(h) for s, h in per_scene.items()}
+    per_level: dict[str, list[bool]] = defaultdict(list)
+    for r in results:
+        if r.query_level:
+            per_level[r.query_level].append(r.hit)
     return {
         "overall": _accuracy([r.hit for r in results]),
+        "per_level": {lv: _accuracy(h) for lv, h in per_level.items()},
+        "num_per_level": {lv: len(h) for lv, h in per_level.items()},
         "mean_over_scenes": sum(scene_acc.values()) / len(scene_acc),
         "num_queries": len(results),
         "per_scene": scene_acc,

@@ -49,6 +49,11 @@ def format_table(result: dict) -> str:
     ]
     if len(result["per_scene"]) > 1:
         parts += ["", f"mean over scenes: {result['mean_over_scenes']:.4f}"]
+    if result.get("per_level"):
+        counts = result.get("num_per_level", {})
+        parts += ["", "### per level", "",
+                  markdown_table(["level", metric, "queries"],
+                                 [[lv, v, counts.get(lv)] for lv, v in result["per_level"].items()])]
     for scene, values in result.get(per_key, {}).items():
         parts += ["", f"### {scene or 'scene'}: per {per_name}", ""]
         parts.append(markdown_table([per_name, metric], [[q, v] for q, v in values.items()]))

@@ -126,6 +126,7 @@ class SegmentationResult:
     iou: float
     level: int
     scene: str = ""
+    query_level: str = ""  # the query's hierarchy level (part | object | group), "" if unlabelled
 
 
 def segment(
@@ -138,6 +139,7 @@ def segment(
     query: str = "",
     view: str = "",
     scene: str = "",
+    query_level: str = "",
 ) -> tuple[SegmentationResult, Bool[Tensor, "h w"]]:
     """lerf_ovs segmentation of one (view, query): the result and the predicted mask."""
     maps = relevancy if relevancy.dim() == 3 else relevancy[None]
@@ -145,7 +147,7 @@ def segment(
     level = int(torch.argmax(blended.flatten(1).max(dim=1).values))  # step 7
     pred = mask_from_blended(blended[level], threshold=threshold, mode_k=mode_k)
     gt = torch.as_tensor(np.asarray(gt_mask) if not isinstance(gt_mask, Tensor) else gt_mask)
-    return SegmentationResult(query, view, iou(pred, gt.to(pred.device)), level, scene), pred
+    return SegmentationResult(query, view, iou(pred, gt.to(pred.device)), level, scene, query_level), pred
 
 
 def summarize_segmentation(results: Sequence[SegmentationResult]) -> dict:
@@ -153,7 +155,8 @@ def summarize_segmentation(results: Sequence[SegmentationResult]) -> dict:
 
     Example: IoUs 0.5 and 1.0 for "cup" in two views and 0.0 for "bowl" -> per_category
     {"cup": 0.75, "bowl": 0.0}, miou (pooled over the 3 queries) 0.5. A NaN IoU (prediction and
-    label both empty) is left out of every mean and counted in `num_undefined`.
+    label both empty) is left out of every mean and counted in `num_undefined`. ``per_level`` is the mIoU
+    of each query level (part / object / group) where the labels give one.
     """
     if not results:
         raise ValueError("no segmentation results to summarize")
@@ -165,8 +168,14 @@ def summarize_segmentation(results: Sequence[SegmentationResult]) -> dict:
         per_view[r.scene][r.view].append(r.iou)
         per_category[r.scene][r.query].append(r.iou)
     scene_miou = {s: _mean(v) for s, v in per_scene.items()}
+    per_level: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        if r.query_level:
+            per_level[r.query_level].append(r.iou)
     return {
         "miou": _mean([r.iou for r in results]),
+        "per_level": {lv: _mean(x) for lv, x in per_level.items()},
+        "num_per_level": {lv: len(x) for lv, x in per_level.items()},
         "mean_over_scenes": _mean(list(scene_miou.values())),
         "num_queries": len(results),
         "num_undefined": sum(math.isnan(r.iou) for r in results),

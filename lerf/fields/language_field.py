@@ -14,6 +14,9 @@ from lerf.config import LanguageConfig
 from lerf.fields.encodings import mlp
 from lerf.fields.nerf_field import make_grid
 
+# How a training ray's crop becomes the CLIP head's scale input (lerf.train.supervision.training_scales).
+SCALE_MODES = ("depth", "ray_depth", "no_depth", "none")
+
 
 class LanguageField(nn.Module):
     def __init__(self, cfg: LanguageConfig, backend: str, clip_dim: int, dino_dim: int):
@@ -27,18 +30,26 @@ class LanguageField(nn.Module):
         self.dino_head = mlp(cfg.bottleneck_dim, cfg.hidden_dim, dino_dim, num_hidden=cfg.dino_layers) \
             if dino_dim > 0 else None
         self.clip_dim, self.dino_dim = clip_dim, dino_dim
+        if cfg.scale_mode not in SCALE_MODES:
+            raise ValueError(f"model.language.scale_mode must be one of {SCALE_MODES}, got '{cfg.scale_mode}'")
+        self.scale_blind = cfg.scale_mode == "none"
 
     def bottleneck(self, x_unit: Float[Tensor, "n 3"]) -> Float[Tensor, "n b"]:
         feats = torch.cat([g(x_unit) for g in self.grids], dim=-1)
         return self.bottleneck_mlp(feats)
 
+    def _head_input(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n b1"]:
+        # scale_mode "none" (ablation): the head sees a constant, so one embedding serves all scales
+        scale = torch.zeros_like(scale_m) if self.scale_blind else scale_m
+        return torch.cat([bottleneck, scale[:, None]], dim=-1)
+
     def clip(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n d"]:
         """Unnormalised per-sample CLIP embedding; rays normalise after compositing."""
-        return self.clip_head(torch.cat([bottleneck, scale_m[:, None]], dim=-1))
+        return self.clip_head(self._head_input(bottleneck, scale_m))
 
     def clip_hidden(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n h"]:
         """The CLIP head up to its last (linear) layer: clip = W·hidden + c."""
-        return self.clip_head[:-1](torch.cat([bottleneck, scale_m[:, None]], dim=-1))
+        return self.clip_head[:-1](self._head_input(bottleneck, scale_m))
 
     @property
     def clip_out(self) -> nn.Linear:

@@ -29,7 +29,7 @@ class LoadedRun:
 
     def text_encoder(self):
         """The CLIP encoder the run was supervised with (text side only is used)."""
-        return clip_encoder_for(self.cfg.encoder, self.scene, next(self.model.parameters()).device)
+        return clip_encoder_for(self.cfg, self.scene, next(self.model.parameters()).device)
 
     def visibility(self, chunk: int = 4096) -> VisibilityGrid:
         """The grid training stored; built in memory (never written into the run) when missing."""

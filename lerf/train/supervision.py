@@ -16,6 +16,7 @@ from lerf.data.units import crop_size_m, ray_t_to_depth_m
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
 from lerf.encoders.factory import clip_encoder_for, dino_encoder_for
 from lerf.encoders.pyramid import linspace_fracs
+from lerf.fields.language_field import SCALE_MODES
 from lerf.model import LerfModel
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ def crop_fracs(cfg: TrainConfig) -> list[float]:
     return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)
 
 
+def metres_per_pixel(scene: SceneData) -> Float[Tensor, "n h w"]:
+    """Camera-z depth / focal length per pixel: what one pixel spans, in metres, at its surface."""
+    return scene.depth_z_m / scene.cameras.fy_px[:, None, None]
+
+
 def _on_device(features, device: torch.device):
     # On an accelerator the whole table moves there so lookups gather on-device; on the CPU it
     # stays memory-mapped (read lazily).
@@ -54,14 +60,18 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     """Load (or compute once and cache) the CLIP pyramid and DINO maps of the training images."""
     images, ids = scene.images, scene.object_ids  # uint8: a quarter of the memory of floats
     cache_dir = scene_cache_dir(cfg.encoder.cache_dir, scene.root)
-    clip_encoder = clip_encoder_for(cfg.encoder, scene, device)
-    pyramid = load_or_build_clip_pyramid(cache_dir, images, ids, clip_encoder, crop_fracs(cfg),
+    clip_encoder = clip_encoder_for(cfg, scene, device)
+    if cfg.encoder.clip == "reference":  # the instrument reads parts and physical crop sizes
+        clip_ids, px_m = scene.part_ids, metres_per_pixel(scene)
+    else:
+        clip_ids, px_m = ids, None
+    pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, clip_encoder, crop_fracs(cfg),
                                          batch_size=cfg.encoder.batch_size,
-                                         stride_scaler=cfg.encoder.pyramid_stride_scaler)
+                                         stride_scaler=cfg.encoder.pyramid_stride_scaler, px_m=px_m)
     pyramid = _on_device(pyramid, device)
     dino_maps = None
     if cfg.model.language.dino_enabled:
-        dino_encoder = dino_encoder_for(cfg.encoder, scene, device)
+        dino_encoder = dino_encoder_for(cfg, scene, device)
         dino_maps = _on_device(load_or_build_dino_maps(cache_dir, images, ids, dino_encoder), device)
     return LanguageSupervision(clip_encoder, pyramid, dino_maps, scene.height, scene.cameras.fy_px.to(device))
 
@@ -81,26 +91,23 @@ def clip_loss(pred: Float[Tensor, "r d"], target: Float[Tensor, "r d"], kind: st
     raise ValueError(f"model.language.clip_loss must be huber or cosine, got '{kind}'")
 
 
-SCALE_MODES = ("depth", "ray_depth", "crop_frac", "none")
-
-
-def training_scales(mode: str, fracs: Float[Tensor, " r"], crop_px_over_f: Float[Tensor, " r"],
-                    t_samples: Float[Tensor, "r k"], t_ray: Float[Tensor, " r"], z_per_t: Float[Tensor, " r"],
-                    scale_factor: float) -> Float[Tensor, "r k"]:
+def training_scales(mode: str, crop_px_over_f: Float[Tensor, " r"], t_samples: Float[Tensor, "r k"],
+                    t_ray: Float[Tensor, " r"], z_per_t: Float[Tensor, " r"], scale_factor: float,
+                    nominal_depth_m: float = 1.0) -> Float[Tensor, "r k"]:
     """The physical scale each language sample of a training ray is supervised at.
 
     "depth" (LERF §3.1): the crop's frustum at each sample's own z-depth, crop_px / f · z_k
     metres. Example: a 32 px crop, f = 160 px, samples at z = 1 m and 2 m -> 0.2 m and 0.4 m.
-    "ray_depth" uses the ray's expected depth for all its samples; "crop_frac" the crop's fraction
-    of the image height (no depth); "none" 0 (the head's scale input is off).
+    "ray_depth" uses the ray's expected depth for all its samples; "no_depth" takes every pixel
+    to be at `nominal_depth_m` (the crop's angular size in disguise); "none" 0 (the head ignores it).
     """
     k = t_samples.shape[1]
     if mode == "depth":
         return crop_size_m(crop_px_over_f[:, None], ray_t_to_depth_m(t_samples, z_per_t[:, None], scale_factor))
     if mode == "ray_depth":
         return crop_size_m(crop_px_over_f, ray_t_to_depth_m(t_ray, z_per_t, scale_factor))[:, None].expand(-1, k)
-    if mode == "crop_frac":
-        return fracs[:, None].expand(-1, k)
+    if mode == "no_depth":
+        return crop_size_m(crop_px_over_f, torch.full_like(crop_px_over_f, nominal_depth_m))[:, None].expand(-1, k)
     if mode == "none":
         return torch.zeros_like(t_samples)
     raise ValueError(f"model.language.scale_mode must be one of {SCALE_MODES}, got '{mode}'")
@@ -113,8 +120,8 @@ def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: Langua
     fracs = sample_crop_fracs(batch.u.shape[0], sup, generator).to(device)
     crop_px_over_f = fracs * sup.image_height / sup.fy_px[batch.image_idx]
     pos, w, t = model.language_samples(out, lcfg.samples_per_ray)
-    scale_m = training_scales(lcfg.scale_mode, fracs, crop_px_over_f, t, out["depth"].detach(), batch.z_per_t,
-                              model.geometry.scale_factor)
+    scale_m = training_scales(lcfg.scale_mode, crop_px_over_f, t, out["depth"].detach(), batch.z_per_t,
+                              model.geometry.scale_factor, lcfg.nominal_depth_m)
     pred = model.render_language(pos, w, scale_m)
     target = sup.clip_pyramid.lookup(batch.image_idx, batch.u, batch.v, fracs).to(device)
     loss_clip = clip_loss(pred["clip"], target, lcfg.clip_loss, lcfg.huber_delta)
