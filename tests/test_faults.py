@@ -367,17 +367,17 @@ def test_alpha_is_composited_onto_the_background_or_rejected(tmp_path):
 
 
 def test_missing_or_wrong_id_mask_names_the_file(tmp_path):
-    from lerf.data.scene import _load_object_ids
+    from lerf.data.scene import _load_id_maps
 
     imgs = [np.full((6, 8, 3), 40, np.uint8)] * 2
     root = _scene(tmp_path, imgs, frames=[{"mask_id_path": "ids/f0.png"}, {"mask_id_path": "ids/f1.png"}])
     (root / "ids").mkdir()
     iio.imwrite(root / "ids" / "f0.png", np.zeros((6, 8), np.uint8))
     with pytest.raises(SceneFormatError, match=r"frame 'images/f1.png': id mask .*ids/f1.png .*not found"):
-        _load_object_ids(read_nerfstudio(root))
+        _load_id_maps(read_nerfstudio(root), "ids")
     iio.imwrite(root / "ids" / "f1.png", np.zeros((3, 8), np.uint8))
     with pytest.raises(SceneFormatError, match=r"ids/f1.png is uint8 \(3, 8\); expected"):
-        _load_object_ids(read_nerfstudio(root))
+        _load_id_maps(read_nerfstudio(root), "ids")
 
 
 # -------------------------------------------------------------------- 8. cameras and non-finite
