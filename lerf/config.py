@@ -235,6 +235,13 @@ class RelevancyConfig:
     visibility_min_views: int = 5
     visibility_resolution: int = 64
     visibility_max_px: int = 128
+    # Ours (neither the paper nor the authors' code say how the filter enters a 2D map): a ray's
+    # relevancy is multiplied by the share of its language weight that the filter kept (sum of
+    # visible sample weights / sum of all). Without it, a ray whose samples are mostly unseen got
+    # its embedding renormalised from the small seen remainder and could score as high as any
+    # surface (on the demo such rays at image borders and behind the table edge took the peak of
+    # "place setting" and "white plate"). Unfiltered rays keep LERF's relevancy exactly.
+    visible_share: bool = True
     tensorboard_prompt: Optional[str] = None  # relevancy image in TensorBoard for this prompt
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from lerf.config import GridConfig, LanguageConfig, ModelConfig, ProposalConfig, RelevancyConfig
 from lerf.data.cameras import Cameras
 from lerf.model import SceneGeometry, build_model
-from lerf.query.relevancy import query_samples, relevancy
+from lerf.query.relevancy import query_samples, relevancy, share_weighted
 from lerf.query.visibility import VisibilityGrid, visibility_grid_counts
 from lerf.train.supervision import training_scales
 
@@ -93,8 +93,8 @@ def test_invisible_samples_add_no_relevancy():
     model = tiny_model()
     origins, dirs = torch.zeros(3, 3), torch.tensor([[0.0, 0.0, -1.0]] * 3)
     out = model(origins, dirs)
-    _, w = query_samples(model, out, visible=lambda x: torch.zeros(x.shape[0], dtype=torch.bool))
-    assert torch.equal(w, torch.zeros_like(w))
+    _, w, share = query_samples(model, out, visible=lambda x: torch.zeros(x.shape[0], dtype=torch.bool))
+    assert torch.equal(w, torch.zeros_like(w)) and torch.equal(share, torch.zeros_like(share))
     canon = nn.functional.normalize(torch.randn(4, 2), dim=-1)
     assert relevancy(torch.zeros(3, 2), canon[0], canon, 10.0).eq(0).all()
 
@@ -130,3 +130,23 @@ def test_metres_per_unit_scales_the_geometry():
     assert geo.scale_factor == pytest.approx(50.0)  # normalised units per metre
     with pytest.raises(ValueError, match="metres_per_unit"):
         SceneGeometry.from_scene(SceneConfig(metres_per_unit=0.0), 0.5, None)
+
+
+def test_visible_share_scales_relevancy_by_the_kept_weight():
+    """Hand example: a ray's top samples weigh 0.6 and 0.2; the filter drops the 0.6 one, so the
+    ray keeps a quarter of its weight and its relevancy is a quarter of its seen remainder's."""
+    model = tiny_model()
+    model.cfg.language.samples_per_ray = 2
+    out = {"weights": torch.tensor([[0.6, 0.2, 0.0]]), "t_mid": torch.tensor([[1.0, 2.0, 3.0]]),
+           "positions": torch.tensor([[[0.0, 0.0, 0.1], [0.0, 0.0, 0.3], [0.0, 0.0, 0.5]]])}
+    drop_first = lambda x: model.unit_coords(torch.tensor([[0.0, 0.0, 0.1]])).ne(x).any(-1)  # noqa: E731
+    _, w, share = query_samples(model, out, drop_first)
+    torch.testing.assert_close(w, torch.tensor([[0.0, 0.2]]))
+    torch.testing.assert_close(share, torch.tensor([0.25]))
+    _, w_all, share_all = query_samples(model, out)
+    torch.testing.assert_close(share_all, torch.tensor([1.0]))
+    cfg = RelevancyConfig()
+    rel = torch.tensor([[0.8]])
+    torch.testing.assert_close(share_weighted(rel, share, cfg), torch.tensor([[0.2]]))
+    cfg.visible_share = False  # LERF's plain relevancy of the normalised seen remainder
+    torch.testing.assert_close(share_weighted(rel, share, cfg), rel)

@@ -108,13 +108,13 @@ def test_query_3d_ply_visibility(lang_run, tmp_path):
 
     out = tmp_path / "q3"
     query.main([f"run={lang_run}", "prompt=white plate", f"out={out}", "views=0,1,2", "device=cpu", "ply=true",
-                "ply_threshold=0.5"])
+                "ply_threshold=0.3"])  # a 150-step run: soft geometry, a low visible share
     path = out / "white_plate" / "points.ply"
     assert b"format binary_little_endian 1.0" in path.read_bytes()[:200]
     vertex = PlyData.read(str(path))["vertex"]
     names = [p.name for p in vertex.properties]
     assert names == ["x", "y", "z", "red", "green", "blue", "relevancy"]
-    assert vertex.count > 0 and (vertex["relevancy"] > 0.5).all()
+    assert vertex.count > 0 and (vertex["relevancy"] > 0.3).all()
 
 
 def test_query_video_writes_mp4(lang_run, tmp_path, capsys):

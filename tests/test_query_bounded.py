@@ -18,10 +18,14 @@ def test_bounds_bracket_exact_relevancy(rank, dtype):
     basis = torch.linalg.qr(torch.randn(width, rank, generator=gen))[0]
     parts = project(u, basis, dtype)
     lr = LowRankFactors(basis, parts["coeffs"], parts["err_perp"], parts["err_round"],
-                        torch.zeros(n, 1, 3), torch.ones(n, 1))  # every pixel has language weight
+                        torch.zeros(n, 1, 3), torch.ones(n, 1), torch.ones(n))  # every pixel has language weight
+    share = torch.rand(n, generator=gen)  # a visible share scales each pixel's relevancy and its bounds
+    c2, l2, u2 = relevancy_bounds(lr, dirs, temperature, block=64, share=share)
     exact = torch.sigmoid(temperature * (u @ dirs.T)).amin(-1)
     centre, lower, upper = relevancy_bounds(lr, dirs, temperature, block=64)
     assert (lower <= exact).all() and (exact <= upper).all() and (lower <= centre).all() and (centre <= upper).all()
+    torch.testing.assert_close(l2, lower * share[:, None])
+    assert (l2 <= exact * share[:, None]).all() and (exact * share[:, None] <= u2).all()
     if rank == width:  # a complete basis in fp32 leaves nothing to bound
         torch.testing.assert_close(centre, exact)
 

@@ -97,12 +97,13 @@ def test_backend_queries_manual_scale_and_saves_like_query_py(lang_run, tmp_path
 def test_canonical_phrases_change_the_map(lang_run):
     backend = Backend(lang_run, "cpu", chunk=4096)
     cams = resize(backend.cameras, 0, backend.cameras.height)
-    backend.render(cams, "k", with_language=True)
+    geometry = backend.render(cams, "k", with_language=True)
     before = backend.query("red mug", cams, "k").maps
-    backend.set_canonical_phrases(["red mug"])  # the query against itself: 0.5 wherever visible
+    backend.set_canonical_phrases(["red mug"])  # the query against itself: 0.5 times the visible share
     after = backend.query("red mug", cams, "k").maps
-    seen = after > 0  # rays with no visible language weight have relevancy 0 (visibility filter)
-    assert seen.any() and torch.allclose(after[seen], torch.full_like(after[seen], 0.5), atol=1e-5)
+    share = geometry.language.share.reshape(after.shape[1:]).expand_as(after)
+    seen = share > 0  # rays with no visible language weight have relevancy 0 (visibility filter)
+    assert seen.any() and torch.allclose(after, 0.5 * share, atol=1e-5)
     with pytest.raises(ValueError, match="empty prompt"):
         backend.set_canonical_phrases([" "])
 

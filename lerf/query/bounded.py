@@ -60,6 +60,7 @@ class LowRankFactors:
     err_round: Float[Tensor, "n s"]
     positions: Float[Tensor, "n k 3"]  # the language samples render_clip_factors reads
     weights: Float[Tensor, "n k"]  # visibility-filtered
+    share: Float[Tensor, " n"]  # visible share of each pixel's language weight (relevancy.query_samples)
     # A pixel with no (visible) language weight has relevancy 0, as in the full cache.
 
     @property
@@ -69,7 +70,7 @@ class LowRankFactors:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.basis, self.coeffs, self.err_perp, self.err_round,
-                                                          self.positions, self.weights))
+                                                          self.positions, self.weights, self.share))
 
 
 def factor_rows(hidden: Float[Tensor, "s r h"], weight_sum: Tensor, norms: Float[Tensor, "s r"]
@@ -96,9 +97,11 @@ def project(u: Float[Tensor, "r s hp"], basis: Float[Tensor, "hp k"], dtype: tor
             "err_round": (c - stored.float()).norm(dim=-1)}
 
 
-def relevancy_bounds(lr: LowRankFactors, dirs: Float[Tensor, "c hp"], temperature: float, block: int = 1 << 15
-                     ) -> tuple[Tensor, Tensor, Tensor]:
-    """(centre, lower, upper) of the relevancy at every (pixel, scale), each [n, s] fp32."""
+def relevancy_bounds(lr: LowRankFactors, dirs: Float[Tensor, "c hp"], temperature: float, block: int = 1 << 15,
+                     share: Optional[Float[Tensor, " n"]] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """(centre, lower, upper) of the relevancy at every (pixel, scale), each [n, s] fp32. With
+    `share`, each pixel's relevancy is multiplied by it (>= 0, so the bounds keep their order)."""
+    factor = lr.valid.float() if share is None else share * lr.valid
     d_p = dirs @ lr.basis  # [c, r]
     d_perp = (dirs - d_p @ lr.basis.T).norm(dim=-1)
     d_p_norm = d_p.norm(dim=-1)
@@ -109,38 +112,41 @@ def relevancy_bounds(lr: LowRankFactors, dirs: Float[Tensor, "c hp"], temperatur
         rounding = EPS * (1 + coeffs.norm(dim=-1, keepdim=True) + lr.err_perp[sl, :, None]) * dirs.norm(dim=-1)
         slack = lr.err_perp[sl, :, None] * d_perp + lr.err_round[sl, :, None] * d_p_norm + rounding
         parts.append(torch.stack([torch.sigmoid(temperature * v.amin(-1)) for v in (x, x - slack, x + slack)]))
-    centre, lower, upper = (torch.cat(parts, 1) * lr.valid[None, :, None]).unbind(0)
+    centre, lower, upper = (torch.cat(parts, 1) * factor[None, :, None]).unbind(0)
     return centre, lower, upper
 
 
 @torch.no_grad()
 def exact_relevancy(model, lr: LowRankFactors, pixels: Tensor, scale_m: float, dirs: Float[Tensor, "c hp"],
-                    temperature: float, chunk: int) -> Float[Tensor, " m"]:
-    """Relevancy of `pixels` at one scale, recomputed from their cached language samples."""
+                    temperature: float, chunk: int, share: Optional[Tensor] = None) -> Float[Tensor, " m"]:
+    """Relevancy of `pixels` at one scale, recomputed from their cached language samples (times
+    their visible `share` when given)."""
     scale = torch.tensor([scale_m], device=lr.positions.device)
     out = []
     valid = lr.valid
     for piece in pixels.split(chunk):
         u = factor_rows(*clip_factors(model, lr.positions[piece], lr.weights[piece], scale))[:, 0]  # [m, hp]
         rel = torch.sigmoid(temperature * (u @ dirs.T)).amin(-1)
-        out.append(torch.where(valid[piece], rel, torch.zeros_like(rel)))
+        rel = torch.where(valid[piece], rel, torch.zeros_like(rel))
+        out.append(rel if share is None else rel * share[piece])
     return torch.cat(out) if out else torch.zeros(0, device=dirs.device)
 
 
 def _evaluate(model, lr: LowRankFactors, flat: Tensor, scales_m: list[float], dirs: Tensor, temperature: float,
-              chunk: int) -> Tensor:
+              chunk: int, share: Optional[Tensor] = None) -> Tensor:
     """Exact relevancy of (scale, pixel) pairs given as flat indices s * n + p, one pass per scale."""
     n = lr.coeffs.shape[0]
     s_idx, p_idx = flat // n, flat % n
     vals = torch.empty(flat.shape, device=dirs.device)
     for s in s_idx.unique().tolist():
         sel = s_idx == s
-        vals[sel] = exact_relevancy(model, lr, p_idx[sel], scales_m[s], dirs, temperature, chunk)
+        vals[sel] = exact_relevancy(model, lr, p_idx[sel], scales_m[s], dirs, temperature, chunk, share)
     return vals
 
 
 def search_maps(model, lr: LowRankFactors, scales_m: list[float], dirs: Float[Tensor, "c hp"], temperature: float,
-                chunk: int, batch: int = 1 << 14) -> tuple[Float[Tensor, "s n"], int]:
+                chunk: int, share: Optional[Tensor] = None, batch: int = 1 << 14
+                ) -> tuple[Float[Tensor, "s n"], int]:
     """Relevancy maps whose best scale and peak are exact (module docstring): bound centres, with
     every pair that could be the maximum recomputed exactly. Returns the maps and that count.
 
@@ -148,7 +154,7 @@ def search_maps(model, lr: LowRankFactors, scales_m: list[float], dirs: Float[Te
     pair (upper 0.55 < 0.60) is never recomputed; if the first is exactly 0.66, the second (0.65)
     is dropped too.
     """
-    centre, lower, upper = relevancy_bounds(lr, dirs, temperature)
+    centre, lower, upper = relevancy_bounds(lr, dirs, temperature, share=share)
     maps = centre.T.contiguous()  # flat index s * n + p: (scale, pixel) order, as best_scale reads it
     upper = upper.T.reshape(-1)
     bound = lower.max()
@@ -157,7 +163,7 @@ def search_maps(model, lr: LowRankFactors, scales_m: list[float], dirs: Float[Te
     evaluated = 0
     while cand.numel():
         take, cand = cand[:batch], cand[batch:]
-        vals = _evaluate(model, lr, take, scales_m, dirs, temperature, chunk)
+        vals = _evaluate(model, lr, take, scales_m, dirs, temperature, chunk, share)
         maps.view(-1)[take] = vals
         evaluated += take.numel()
         bound = torch.maximum(bound, vals.max())
@@ -169,10 +175,10 @@ def rank_for_budget(pixels: int, num_scales: int, width: int, samples: int, budg
                     dtype: torch.dtype) -> int:
     """The largest basis rank whose cache fits `budget_bytes` (at most `width`, hidden + 1).
 
-    Per pixel: the language samples (fp32 positions + weights), RGB/depth/accumulation (fp32), and
+    Per pixel: the language samples (fp32 positions + weights), the visible share, RGB/depth/accumulation (fp32), and
     per scale the rank coefficients at `dtype` plus the two fp32 error norms.
     """
-    fixed = pixels * (samples * 4 * 4 + 5 * 4 + num_scales * ERROR_COLUMNS * 4) + width * width * 4
+    fixed = pixels * (samples * 4 * 4 + 6 * 4 + num_scales * ERROR_COLUMNS * 4) + width * width * 4
     per_rank = pixels * num_scales * torch.empty(0, dtype=dtype).element_size()
     rank = min(width, (budget_bytes - fixed) // per_rank)
     if rank < 1:
@@ -189,7 +195,7 @@ def fit_view_basis(model, cameras: Cameras, cam: int, scales: Tensor, rank: int,
     small = cameras.subset([cam]).resized(max(1, cameras.width // f), max(1, cameras.height // f))
 
     u = render_view(model, small, 0, chunk, extras=lambda out, z: {
-        "u": factor_rows(*clip_factors(model, *query_samples(model, out, visible), scales))})["u"]
+        "u": factor_rows(*clip_factors(model, *query_samples(model, out, visible)[:2], scales))})["u"]
     u = u.reshape(-1, u.shape[-1]).double()
     _, vecs = torch.linalg.eigh(u.T @ u)  # ascending eigenvalues
     return vecs[:, -rank:].flip(1).float().contiguous()
@@ -203,12 +209,12 @@ def render_low_rank(model, cameras: Cameras, cam: int, scales: Tensor, rank: int
     basis = fit_view_basis(model, cameras, cam, scales, rank, chunk, visible)
 
     def factors(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
-        positions, weights = query_samples(model, out, visible)
+        positions, weights, share = query_samples(model, out, visible)
         u = factor_rows(*clip_factors(model, positions, weights, scales))
-        return {**project(u, basis, dtype), "positions": positions, "weights": weights}
+        return {**project(u, basis, dtype), "positions": positions, "weights": weights, "share": share}
 
     r = render_view(model, cameras, cam, chunk, extras=factors)
     n = cameras.height * cameras.width
     lr = LowRankFactors(basis, *(r[k].reshape(n, *r[k].shape[2:]) for k in
-                                 ("coeffs", "err_perp", "err_round", "positions", "weights")))
+                                 ("coeffs", "err_perp", "err_round", "positions", "weights", "share")))
     return r, lr

@@ -28,8 +28,8 @@ from lerf.config import RelevancyConfig
 from lerf.data.cameras import Cameras
 from lerf.query.bounded import LowRankFactors, exact_relevancy, rank_for_budget, render_low_rank, search_maps, \
     text_directions
-from lerf.query.relevancy import (TextEmbeddings, best_scale, relevancy, render_clip_factors, render_embeddings,
-                                  scale_values, validate_prompt)
+from lerf.query.relevancy import (TextEmbeddings, best_scale, share_weighted, relevancy, render_clip_factors,
+                                  render_embeddings, scale_values, validate_prompt)
 from lerf.query.render import render_view
 from lerf.query.visibility import VisibilityGrid
 
@@ -45,13 +45,14 @@ class ViewRender:
     hidden: Optional[Float[Tensor, "n s hid"]] = None  # stored at cache_dtype
     weight_sum: Optional[Float[Tensor, "n s"]] = None
     norms: Optional[Float[Tensor, "n s"]] = None
+    share: Optional[Float[Tensor, " n"]] = None  # visible share of each ray's language weight
     low_rank: Optional[LowRankFactors] = None
 
     @property
     def cache_bytes(self) -> int:
         if self.low_rank is not None:
             return self.low_rank.nbytes
-        return sum(t.numel() * t.element_size() for t in (self.hidden, self.weight_sum, self.norms))
+        return sum(t.numel() * t.element_size() for t in (self.hidden, self.weight_sum, self.norms, self.share))
 
 
 @dataclass
@@ -130,13 +131,15 @@ class QueryEngine:
 
         def factors(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
             # The cache stays on the model's device: on a GPU a new prompt never leaves it.
-            big_h, a, n = render_clip_factors(self.model, out, scales, self.visible)
-            return {"hidden": big_h.transpose(0, 1).to(self.cache_dtype), "weight_sum": a.T, "norms": n.T}
+            big_h, a, n, share = render_clip_factors(self.model, out, scales, self.visible)
+            return {"hidden": big_h.transpose(0, 1).to(self.cache_dtype), "weight_sum": a.T, "norms": n.T,
+                    "share": share}
 
         r = render_view(self.model, cameras, cam, self.chunk, extras=factors)
         n = cameras.height * cameras.width
         return ViewRender(r["rgb"], r["depth_m"], r["accumulation"], r["hidden"].reshape(n, len(scales), -1),
-                          r["weight_sum"].reshape(n, len(scales)), r["norms"].reshape(n, len(scales)))
+                          r["weight_sum"].reshape(n, len(scales)), r["norms"].reshape(n, len(scales)),
+                          r["share"].reshape(n))
 
     def view(self, cameras: Cameras, cam: int, key: object = None) -> ViewRender:
         """The cached render of a view (rendered on first use)."""
@@ -170,7 +173,8 @@ class QueryEngine:
         diff = sims[..., :1] - sims[..., 1:]
         rel = torch.sigmoid(self.cfg.temperature * diff).amin(-1)
         # A ray with no visible language weight has a zero embedding: relevancy 0 (as `relevancy`).
-        return torch.where(render.norms > 0, rel, torch.zeros_like(rel)).T.cpu()
+        rel = torch.where(render.norms > 0, rel, torch.zeros_like(rel))
+        return share_weighted(rel.T, render.share, self.cfg).cpu()
 
     def _maps_low_rank(self, low_rank: LowRankFactors, texts: Float[Tensor, "t d"]
                        ) -> tuple[Float[Tensor, "s n"], int]:
@@ -179,11 +183,13 @@ class QueryEngine:
         pairs the search recomputed."""
         dirs = text_directions(self.model.language.clip_out, texts.to(self.device))
         scales, temperature = self.scales.tolist(), self.cfg.temperature
-        maps, recomputed = search_maps(self.model, low_rank, scales, dirs, temperature, self.chunk)
+        share = low_rank.share if self.cfg.visible_share else None
+        maps, recomputed = search_maps(self.model, low_rank, scales, dirs, temperature, self.chunk, share)
         if self.exact_map:
             idx, _ = best_scale(maps)
             pixels = torch.arange(maps.shape[1], device=maps.device)
-            maps[idx] = exact_relevancy(self.model, low_rank, pixels, scales[idx], dirs, temperature, self.chunk)
+            maps[idx] = exact_relevancy(self.model, low_rank, pixels, scales[idx], dirs, temperature, self.chunk,
+                                        share)
         return maps.cpu(), recomputed
 
     def _result(self, prompt: str, maps: Float[Tensor, "s h w"], recomputed: Optional[int] = None) -> QueryResult:
@@ -207,9 +213,10 @@ class QueryEngine:
         scales = self.scales.to(self.device)
 
         def maps(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
-            e = render_embeddings(self.model, out, scales, self.visible).float().cpu()
-            return {"maps": torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature)
-                                         for es in e], -1)}
+            e, share = render_embeddings(self.model, out, scales, self.visible)
+            rel = torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature)
+                               for es in e.float().cpu()])
+            return {"maps": share_weighted(rel, share.cpu(), self.cfg).T}
 
         r = render_view(self.model, cameras, cam, self.chunk, extras=maps)
         return self._result(prompt, r["maps"].permute(2, 0, 1))

@@ -25,6 +25,16 @@ def relevancy(
     return torch.where(embeds.abs().amax(-1) > 0, rel, torch.zeros_like(rel))
 
 
+def share_weighted(rel: Float[Tensor, "... n"], share: Float[Tensor, " n"], cfg: RelevancyConfig
+                   ) -> Float[Tensor, "... n"]:
+    """Relevancy times each ray's visible share (RelevancyConfig.visible_share), else unchanged.
+
+    Example: a ray whose seen samples carry 2 % of its weight drops from 0.9 to 0.018; a ray the
+    filter left whole (share 1) keeps 0.9.
+    """
+    return rel * share.to(rel) if cfg.visible_share else rel
+
+
 def scale_values(cfg: RelevancyConfig) -> Float[Tensor, " s"]:
     """The searched physical scales in metres (LERF §3.4: 30 values over 0-2 m)."""
     return torch.linspace(cfg.scale_min_m, cfg.scale_max_m, cfg.num_scales)
@@ -95,7 +105,7 @@ def relevancy_renderer(model, text_encoder, prompt: str, cfg: RelevancyConfig) -
     scales = scale_values(cfg)
 
     def fn(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
-        embeds = render_embeddings(model, out, scales)  # [s, r, d]
+        embeds, _ = render_embeddings(model, out, scales)  # [s, r, d]; nothing filtered: share 1
         maps = torch.stack([relevancy(e.cpu(), query, texts.canon, cfg.temperature) for e in embeds])
         _, best = best_scale(maps)
         return {"relevancy": best}
@@ -104,28 +114,34 @@ def relevancy_renderer(model, text_encoder, prompt: str, cfg: RelevancyConfig) -
 
 
 def query_samples(model, out: dict[str, Tensor], visible: Optional[Visible] = None
-                  ) -> tuple[Float[Tensor, "r k 3"], Float[Tensor, "r k"]]:
-    """Positions and weights of the language samples of rays `out`. A sample that too few
-    training views saw (`visible` false) gets weight 0: it adds no relevancy (LERF §3.4)."""
+                  ) -> tuple[Float[Tensor, "r k 3"], Float[Tensor, "r k"], Float[Tensor, " r"]]:
+    """Positions and weights of the language samples of rays `out`, and each ray's visible share
+    (kept weight / all weight; 1 without a filter, 0 for a ray with no weight). A sample that too
+    few training views saw (`visible` false) gets weight 0: it adds no relevancy (LERF §3.4)."""
     pos, w, _ = model.language_samples(out, model.cfg.language.samples_per_ray)
+    total = w.sum(-1)
     if visible is not None:
         w = w * visible(model.unit_coords(pos.reshape(-1, 3))).reshape(w.shape).to(w.dtype)
-    return pos, w
+    share = torch.where(total > 0, w.sum(-1) / total.clamp_min(1e-30), torch.zeros_like(total))
+    return pos, w, share
 
 
 def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"],
-                      visible: Optional[Visible] = None) -> Float[Tensor, "s r d"]:
+                      visible: Optional[Visible] = None) -> tuple[Float[Tensor, "s r d"], Float[Tensor, " r"]]:
     """Rendered, unit-norm CLIP embeddings of rays `out` at each scale (zero for a ray with no
-    visible weight); geometry and the bottleneck are shared across scales, only the CLIP head
-    runs per scale. Every sample of a query takes the searched scale (as in the authors' code)."""
-    pos, w = query_samples(model, out, visible)
+    visible weight), and each ray's visible share (query_samples); geometry and the bottleneck
+    are shared across scales, only the CLIP head runs per scale. Every sample of a query takes
+    the searched scale (as in the authors' code)."""
+    pos, w, share = query_samples(model, out, visible)
     bottleneck = model.language_bottleneck(pos)
-    return torch.stack([model.composite_clip(bottleneck, w, torch.full_like(w, float(s))) for s in scales_m.tolist()])
+    embeds = torch.stack([model.composite_clip(bottleneck, w, torch.full_like(w, float(s)))
+                          for s in scales_m.tolist()])
+    return embeds, share
 
 
 def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"],
                         visible: Optional[Visible] = None
-                        ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, "s r"], Float[Tensor, "s r"]]:
+                        ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, "s r"], Float[Tensor, "s r"], Float[Tensor, " r"]]:
     """Prompt-independent factors of the rendered embeddings, exact and smaller than them.
 
     The CLIP head ends in a linear layer (W, c): sample k's output is W h_k + c. With per-sample
@@ -133,9 +149,10 @@ def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, "
     sum, so a ray's unnormalised embedding is W·H + c·A with H = sum_k (w_k/n_k) h_k (hidden
     width) and A = sum_k w_k/n_k (n_k = 1 without it). Returns H and A per scale, and the norm
     ||W·H + c·A|| per scale; a text t then scores ((t·W)·H + (t·c)·A) / norm — the same as
-    t·normalize(embedding).
+    t·normalize(embedding). Also returns each ray's visible share (query_samples).
     """
-    return clip_factors(model, *query_samples(model, out, visible), scales_m)
+    pos, w, share = query_samples(model, out, visible)
+    return (*clip_factors(model, pos, w, scales_m), share)
 
 
 def clip_factors(model, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"], scales_m: Float[Tensor, " s"]
