@@ -140,6 +140,10 @@ class ModelConfig:
     # per training frame, with its own optimiser settings (optim.camera). Held-out frames keep
     # their poses; the refined poses are saved in the checkpoint and used by query and eval.
     pose_refinement: bool = True
+    # Ours: remove the corrections' common rigid motion (the gauge the photometric loss cannot
+    # see), so the scene stays in the given poses' frame, where held-out cameras live
+    # (lerf/data/pose_refinement.py). false: free corrections, as nerfstudio.
+    pose_pin_gauge: bool = True
     language: LanguageConfig = field(default_factory=LanguageConfig)
 
 

@@ -82,7 +82,7 @@ class LerfModel(nn.Module):
                                                   cfg.appearance_eval)
         self.pose_refinement: Optional[PoseRefinement] = None
         if cfg.pose_refinement:
-            self.pose_refinement = PoseRefinement(geometry.train_frames, geometry.num_frames)
+            self.pose_refinement = PoseRefinement(geometry.train_frames, geometry.num_frames, cfg.pose_pin_gauge)
         bg = torch.tensor(geometry.background) if geometry.background is not None else torch.zeros(0)
         self.register_buffer("background", bg, persistent=False)
 

@@ -11,7 +11,7 @@ from torch import nn
 from lerf.checkpoint import load_checkpoint
 from lerf.config import ModelConfig, OptimConfig
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
-from lerf.data.pose_refinement import PoseRefinement, compose, rotation_angle_deg, so3_exp, so3xr3_exp
+from lerf.data.pose_refinement import PoseRefinement, compose, pin_gauge, rotation_angle_deg, so3_exp, so3xr3_exp
 from lerf.fields.appearance import AppearanceEmbedding
 from lerf.model import LerfModel, SceneGeometry
 from lerf.query.render import render_view
@@ -116,6 +116,29 @@ def test_held_out_frames_keep_their_pose_exactly():
     assert refine.delta.grad is not None and refine.delta.grad.abs().sum() > 0
 
 
+def test_pinned_gauge_cancels_a_common_motion_and_keeps_per_frame_ones():
+    """Corrections = one shared rigid motion G (0.4 deg, 2 cm) + per-frame zero-mean parts:
+    pinning removes G and keeps the per-frame parts (the mean centre stays put)."""
+    gen = torch.Generator().manual_seed(0)
+    n = 12
+    given = compose(so3xr3_exp(torch.randn(n, 6, generator=gen) * 0.5), torch.eye(4)[:3].expand(n, -1, -1))
+    common = so3xr3_exp(torch.tensor([[0.02, -0.01, 0.01, 0.004, 0.005, -0.003]]))[0]
+    world_g = lambda c2w: torch.cat([common[:, :3] @ c2w[:, :, :3], (c2w[:, :, 3] @ common[:, :3].T  # noqa: E731
+                                                                      + common[:, 3])[:, :, None]], -1)
+    assert torch.allclose(pin_gauge(given, world_g(given)), given, atol=2e-5)
+    own = so3xr3_exp(torch.randn(n, 6, generator=gen) * 0.005)
+    own_only = compose(given, own)
+    pinned = pin_gauge(given, world_g(own_only))
+    torch.testing.assert_close(pinned[:, :, 3].mean(0), given[:, :, 3].mean(0), atol=1e-5, rtol=0)
+    # What is left is close to the per-frame parts alone (their own small mean is removed too).
+    assert (pinned - pin_gauge(given, own_only)).abs().max() < 1e-4
+    refine = PoseRefinement(train_frames=list(range(n)), num_frames=n)
+    with torch.no_grad():
+        refine.delta[:] = torch.tensor([0.01, 0.0, 0.0, 0.0, 0.0, 0.0])  # every camera 1 cm along its own x
+    assert not torch.allclose(compose(given, so3xr3_exp(refine.delta)), given, atol=1e-3)
+    torch.testing.assert_close(refine(given)[:, :, 3].mean(0), given[:, :, 3].mean(0), atol=1e-6, rtol=0)
+
+
 def _plane_colour(origins: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
     """A differentiable textured ground plane z = 0: the colour where each ray meets it."""
     t = -origins[:, 2] / dirs[:, 2]
@@ -143,7 +166,7 @@ def test_pose_refinement_recovers_a_perturbed_pose():
     given = Cameras(truth.c2w.clone(), truth.fx_px, truth.fy_px, truth.cx_px, truth.cy_px, 32, 32, truth.distortion)
     given.c2w[1] = compose(truth.c2w[1:], noise)[0]
     holder = nn.Module()
-    holder.pose_refinement = PoseRefinement(train_frames=[1], num_frames=2)
+    holder.pose_refinement = PoseRefinement(train_frames=[1], num_frames=2, pin_gauge=False)  # one frame: no gauge
     optim_cfg = OptimConfig()
     optim_cfg.camera.lr *= 10
     optim_cfg.camera.warmup_steps = 0  # the scene is known from step 0 here
