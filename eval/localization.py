@@ -1,7 +1,7 @@
 """Localization accuracy of a trained run: for every labelled view and every labelled object,
 success when the relevancy argmax falls inside the object's box.
 
-    python eval/localization.py run=<run dir> [labels=<dir>] [protocol=lerf|lerf_ovs]
+    python eval/localization.py run=<run dir> [labels=<dir>] [protocol=lerf|lerf_ovs] [visibility_filter=false]
 
 protocol=lerf: the LERF paper's rule (§5) on the raw map; lerf_ovs: LangSplat's (30x30 mean
 filter first). The scale is searched as in query.py. Writes <run>/localization.json and
