@@ -1,5 +1,5 @@
-"""The instrument's ceiling (demo scene): localization scored on the CLIP pyramid itself, as a
-perfect field would render it (lerf/evaluation/oracle.py). Compare with the run's
+"""The instrument's reference (demo scene): localization scored on the CLIP pyramid of each labelled view itself
+(lerf/evaluation/oracle.py). Compare with the run's
 localization.json to see what distillation loses.
 
     python eval/oracle.py run=<run dir> [labels=<dir>] [out=<dir>]

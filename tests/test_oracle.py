@@ -1,4 +1,4 @@
-"""The instrument's ceiling (lerf/evaluation/oracle.py): the supervision itself localizes objects,
+"""The instrument's reference (lerf/evaluation/oracle.py): the supervision itself localizes objects,
 and the oracle reads the same pyramid rule the field is trained on."""
 import json
 

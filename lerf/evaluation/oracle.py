@@ -1,4 +1,4 @@
-"""The instrument's ceiling: localization scored on the supervision itself (demo scene only).
+"""The instrument's reference: localization scored on the supervision itself (demo scene only).
 
 A trained field can at best reproduce its CLIP pyramid. This scores the pyramid directly: for a
 labelled view, the pyramid of that very image is built with the run's CLIP encoder (the
@@ -7,8 +7,10 @@ takes the pyramid's embedding at crop fraction f = s / (metres per pixel x image
 crop whose physical side at that pixel's depth is s, the inverse of the training scale rule.
 Pixels where f falls outside the pyramid's crop range, or with no surface, score 0. Relevancy,
 scale choice and the localization rule are the ones a trained run is scored with, so the
-difference between this and a run's localization.json is what distillation loses; a query the
-oracle misses is one the instrument itself cannot answer.
+difference between this and a run's localization.json shows what distillation loses; a query
+the oracle misses is one the supervision of that view cannot answer. It is not a strict upper
+bound: the field is fitted to every training view at once, and averaging views can answer what
+one view's crops cannot (on the demo the field beats the oracle on groups).
 """
 from __future__ import annotations
 
