@@ -1,6 +1,6 @@
-"""The instrument's reference (demo scene): localization scored on the CLIP pyramid of each labelled view itself
-(lerf/evaluation/oracle.py). Compare with the run's
-localization.json to see what distillation loses.
+"""The instrument's reference (demo scene): localization scored on the CLIP pyramid of each
+labelled view itself (lerf/evaluation/oracle.py). Compare with the run's localization.json to
+see what distillation loses.
 
     python eval/oracle.py run=<run dir> [labels=<dir>] [out=<dir>]
 
