@@ -181,6 +181,16 @@ def test_eval_scripts_write_reports(lang_run, tmp_path):
     assert (tmp_path / "localization.md").read_text().startswith("#")
 
 
+def test_eval_query_time_switches_reach_the_engine(lang_run):
+    from lerf.evaluation.run_eval import LabelledEvalArgs, open_run
+
+    engine = open_run(LabelledEvalArgs(run=str(lang_run), device="cpu"))[0]
+    assert engine.visible is not None and engine.cfg.visible_share  # the run's own settings
+    engine = open_run(LabelledEvalArgs(run=str(lang_run), device="cpu", visibility_filter=False,
+                                       visible_share=False))[0]
+    assert engine.visible is None and not engine.cfg.visible_share
+
+
 def test_missing_scene_cache_is_a_clear_error(lang_run, tmp_path):
     import shutil
 
