@@ -11,7 +11,8 @@ from torch import nn
 from lerf.checkpoint import load_checkpoint
 from lerf.config import ModelConfig, OptimConfig
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
-from lerf.data.pose_refinement import PoseRefinement, compose, pin_gauge, rotation_angle_deg, so3_exp, so3xr3_exp
+from lerf.data.pose_refinement import (PoseRefinement, compose, mean_correction, pin_gauge, rotation_angle_deg, so3_exp,
+                                       so3xr3_exp)
 from lerf.fields.appearance import AppearanceEmbedding
 from lerf.model import LerfModel, SceneGeometry
 from lerf.query.render import render_view
@@ -137,6 +138,14 @@ def test_pinned_gauge_cancels_a_common_motion_and_keeps_per_frame_ones():
         refine.delta[:] = torch.tensor([0.01, 0.0, 0.0, 0.0, 0.0, 0.0])  # every camera 1 cm along its own x
     assert not torch.allclose(compose(given, so3xr3_exp(refine.delta)), given, atol=1e-3)
     torch.testing.assert_close(refine(given)[:, :, 3].mean(0), given[:, :, 3].mean(0), atol=1e-6, rtol=0)
+
+
+def test_mean_correction_reads_small_rotations():
+    refine = PoseRefinement(train_frames=[0, 1], num_frames=3, pin_gauge=False)
+    with torch.no_grad():
+        refine.delta[:] = torch.tensor([0.0, 0.002, 0.0, 1e-4, 0.0, 0.0])  # 2 mm, 1e-4 rad about x
+    rot_deg, shift = mean_correction(refine, torch.eye(4)[:3].expand(3, -1, -1).clone())
+    assert rot_deg == pytest.approx(math.degrees(1e-4), rel=1e-3) and shift == pytest.approx(0.002, rel=1e-4)
 
 
 def _plane_colour(origins: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from lerf import checkpoint as ckpt
 from lerf.config import TrainConfig, apply_overrides, to_plain, to_typed, with_absolute_paths
 from lerf.data.atomic import write_json, write_yaml
 from lerf.data.cameras import Cameras
+from lerf.data.pose_refinement import mean_correction
 from lerf.data.scene import SceneData, load_scene
 from lerf.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
@@ -183,9 +184,9 @@ def _log_step(writer, bar, logs: dict, run: Run, done: int, elapsed: float) -> N
     logs["lr"] = run.scheduler.get_last_lr()[0]
     refine = run.model.pose_refinement
     if refine is not None and refine.delta.numel():  # how far the corrections moved the cameras (mean)
-        delta = refine.delta.detach()
-        logs["camera/rotation_deg"] = float(torch.rad2deg(delta[:, 3:].norm(dim=-1)).mean())
-        logs["camera/translation_m"] = float(delta[:, :3].norm(dim=-1).mean()) / run.geometry.scale_factor
+        rot_deg, shift = mean_correction(refine, run.scene.cameras.c2w)
+        logs["camera/rotation_deg"] = rot_deg
+        logs["camera/translation_m"] = shift / run.geometry.scale_factor
     for key, value in logs.items():
         writer.add_scalar(key, value, done)
     bar.set_postfix(loss=f"{logs['loss/total']:.4f}", psnr=f"{logs['psnr']:.2f}")
