@@ -27,7 +27,7 @@ setup(
         "plyfile>=1.0",  # binary little-endian .ply export
         "imageio-ffmpeg>=0.5",  # MP4 videos; its wheel ships an ffmpeg binary
         "viser>=1.0",  # view.py; its wheel ships the web client, so the viewer works offline
-        "filelock>=3.12",  # the run-directory lock (lerf/train/runlock.py)
+        "filelock>=3.12",  # the run-directory lock (lerf/train/runlock.py), demo-scene generation
     ],
     extras_require={
         # The sweep test drives Hydra's submitit launcher locally, so tests need the launchers too.

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from jaxtyping import Float, UInt8
 from PIL import Image
 
@@ -118,7 +119,8 @@ def _is_noisy(root: Path) -> bool:
 def ensure_noisy_scene(clean: Path, seed: int, held_out_every: int, generate: bool = True) -> Path:
     """The noisy copy of the clean scene in `clean`, made first when missing (unless not `generate`).
 
-    Made in a temporary sibling folder renamed into place when complete, like the demo scene.
+    Made in a temporary sibling folder renamed into place when complete, under an OS file lock
+    so that parallel jobs never replace a copy another one is reading (like the demo scene).
     """
     final = noisy_scene_dir(clean, held_out_every)
     if _is_noisy(final):
@@ -126,6 +128,13 @@ def ensure_noisy_scene(clean: Path, seed: int, held_out_every: int, generate: bo
     if not generate:
         raise SceneFormatError(f"the capture-noise copy {final} of the demo scene is missing (deleted since "
                                 "training?); train once with scene.capture_noise=true to remake it")
+    with FileLock(str(clean.parent / f".{final.name}.lock")):
+        if _is_noisy(final):  # another process made it while we waited
+            return final
+        return _make_noisy_copy(clean, final, seed, held_out_every)
+
+
+def _make_noisy_copy(clean: Path, final: Path, seed: int, held_out_every: int) -> Path:
     log.info("adding capture noise to a copy of %s at %s", clean, final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=clean.parent))
     try:

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from jaxtyping import Bool, Float, Int, UInt8
 from PIL import Image
 from tqdm import tqdm
@@ -664,14 +665,23 @@ def ensure_demo_scene(cache_root: str | Path, seed: int = 0, num_views: int = 48
     """<cache_root>/demo_s{seed}_{num_views}v_{width}x{height}, generated first if missing or incomplete.
 
     Generation goes to a temporary sibling folder that is renamed into place once complete, so a
-    crash never leaves a scene that looks complete, and two processes racing both end up with one
-    complete copy.
+    crash never leaves a scene that looks complete. Processes racing (a sweep's parallel jobs)
+    take an OS file lock first: one generates, the others wait and then find it complete. Without
+    the lock a late finisher replaced the scene a faster job was already reading.
     """
     root = Path(cache_root)
     final = demo_scene_dir(root, seed, num_views, width, height)
     if _is_complete(final, num_views, width, height):
         return final
     root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{final.name}.lock")):
+        if _is_complete(final, num_views, width, height):  # another process made it while we waited
+            return final
+        return _generate_into(root, final, seed, num_views, width, height)
+
+
+def _generate_into(root: Path, final: Path, seed: int, num_views: int, width: int, height: int) -> Path:
+    """Generate into a temporary sibling of `final`, then rename it into place (caller holds the lock)."""
     log.info("generating the demo scene (seed %d, %d views, %dx%d) at %s", seed, num_views, width, height, final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
