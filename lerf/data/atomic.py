@@ -12,10 +12,12 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
+from filelock import FileLock
 
 
 class DiskFullError(OSError):
@@ -109,3 +111,28 @@ def save_npy(path: str | Path, array: np.ndarray) -> Path:
             np.save(f, array)
 
     return replace_atomically(path, write, array.nbytes + 128)
+
+
+def build_directory_once(final: Path, is_complete: Callable[[Path], bool], build: Callable[[Path], Any]) -> Path:
+    """`final` if `is_complete(final)`, else built once by `build(path)` (a path that does not exist yet).
+
+    Under an OS file lock beside `final`, so parallel jobs (a sweep's) never race: one builds, the
+    others wait and then find it complete — without it a late finisher replaced a folder another
+    job was already reading. Built in a temporary sibling renamed into place when done, so a
+    crash never leaves a folder that looks complete; an incomplete leftover is replaced.
+    """
+    if is_complete(final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final.parent / f".{final.name}.lock")):
+        if is_complete(final):  # another process built it while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        try:
+            build(tmp / "dir")
+            if final.exists():  # an incomplete leftover; nobody else builds while we hold the lock
+                shutil.rmtree(final)
+            os.rename(tmp / "dir", final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from jaxtyping import Float, UInt8
 from PIL import Image
 
+from lerf.data.atomic import build_directory_once
 from lerf.data.nerfstudio import SceneFormatError
 
 log = logging.getLogger(__name__)
@@ -119,34 +117,16 @@ def _is_noisy(root: Path) -> bool:
 def ensure_noisy_scene(clean: Path, seed: int, held_out_every: int, generate: bool = True) -> Path:
     """The noisy copy of the clean scene in `clean`, made first when missing (unless not `generate`).
 
-    Made in a temporary sibling folder renamed into place when complete, under an OS file lock
-    so that parallel jobs never replace a copy another one is reading (like the demo scene).
+    Made once, crash- and race-safe (`lerf.data.atomic.build_directory_once`).
     """
     final = noisy_scene_dir(clean, held_out_every)
-    if _is_noisy(final):
-        return final
-    if not generate:
+    if not generate and not _is_noisy(final):
         raise SceneFormatError(f"the capture-noise copy {final} of the demo scene is missing (deleted since "
                                 "training?); train once with scene.capture_noise=true to remake it")
-    with FileLock(str(clean.parent / f".{final.name}.lock")):
-        if _is_noisy(final):  # another process made it while we waited
-            return final
-        return _make_noisy_copy(clean, final, seed, held_out_every)
 
+    def build(path: Path) -> None:
+        log.info("adding capture noise to a copy of %s at %s", clean, final)
+        shutil.copytree(clean, path)
+        add_capture_noise(path, seed, held_out_every)
 
-def _make_noisy_copy(clean: Path, final: Path, seed: int, held_out_every: int) -> Path:
-    log.info("adding capture noise to a copy of %s at %s", clean, final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=clean.parent))
-    try:
-        shutil.copytree(clean, tmp / "scene")
-        add_capture_noise(tmp / "scene", seed, held_out_every)
-        if final.exists():  # an incomplete leftover
-            shutil.rmtree(final)
-        try:
-            os.rename(tmp / "scene", final)
-        except OSError:
-            if not _is_noisy(final):  # not a concurrent winner
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_directory_once(final, _is_noisy, build)

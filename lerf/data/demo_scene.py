@@ -39,20 +39,17 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from jaxtyping import Bool, Float, Int, UInt8
 from PIL import Image
 from tqdm import tqdm
 
-from lerf.data.atomic import save_npy, write_json
+from lerf.data.atomic import build_directory_once, save_npy, write_json
 from lerf.data.demo_shapes import (CATALOGUE, GROUPS, SceneObject, ValueNoise, albedo, enclosing_sphere, first_hits,
                                    make_noise, object_bound, part_bound, part_name, surface_normal, table,
                                    with_colour_gain)
@@ -664,40 +661,15 @@ def ensure_demo_scene(cache_root: str | Path, seed: int = 0, num_views: int = 48
                       height: int = 128) -> Path:
     """<cache_root>/demo_s{seed}_{num_views}v_{width}x{height}, generated first if missing or incomplete.
 
-    Generation goes to a temporary sibling folder that is renamed into place once complete, so a
-    crash never leaves a scene that looks complete. Processes racing (a sweep's parallel jobs)
-    take an OS file lock first: one generates, the others wait and then find it complete. Without
-    the lock a late finisher replaced the scene a faster job was already reading.
+    Made once, crash- and race-safe (`lerf.data.atomic.build_directory_once`).
     """
-    root = Path(cache_root)
-    final = demo_scene_dir(root, seed, num_views, width, height)
-    if _is_complete(final, num_views, width, height):
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f".{final.name}.lock")):
-        if _is_complete(final, num_views, width, height):  # another process made it while we waited
-            return final
-        return _generate_into(root, final, seed, num_views, width, height)
+    final = demo_scene_dir(cache_root, seed, num_views, width, height)
 
+    def build(path: Path) -> None:
+        log.info("generating the demo scene (seed %d, %d views, %dx%d) at %s", seed, num_views, width, height, final)
+        generate_demo_scene(path, seed=seed, num_views=num_views, width=width, height=height)
 
-def _generate_into(root: Path, final: Path, seed: int, num_views: int, width: int, height: int) -> Path:
-    """Generate into a temporary sibling of `final`, then rename it into place (caller holds the lock)."""
-    log.info("generating the demo scene (seed %d, %d views, %dx%d) at %s", seed, num_views, width, height, final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
-    try:
-        generate_demo_scene(tmp, seed=seed, num_views=num_views, width=width, height=height)
-        if final.exists():  # an incomplete leftover (a complete one returned above): move it aside
-            stale = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".stale", dir=root))
-            os.replace(final, stale / "scene")
-            shutil.rmtree(stale)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not _is_complete(final, num_views, width, height):  # not a concurrent winner
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_directory_once(final, lambda p: _is_complete(p, num_views, width, height), build)
 
 
 def main(argv: list[str] | None = None) -> None:

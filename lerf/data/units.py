@@ -36,3 +36,11 @@ def crop_size_m(crop_px_over_f: Float[Tensor, "*#b"], depth_m: Float[Tensor, "*#
 def to_metres(x: Float[Tensor, "*#b"], scale_factor: float) -> Float[Tensor, "*#b"]:
     """Normalised scene units -> world units (lengths, or positions relative to the scene centre)."""
     return x / scale_factor
+
+
+def metres_per_pixel(depth_z_m: Float[Tensor, "n h w"], fy_px: Float[Tensor, " n"]) -> Float[Tensor, "n h w"]:
+    """Camera-z depth / focal length per pixel: what one pixel spans, in metres, at its surface.
+
+    Example: a surface 1 m away seen with fy = 200 px -> 5 mm per pixel.
+    """
+    return depth_z_m / fy_px[:, None, None]

@@ -17,6 +17,7 @@ import torch
 
 from lerf.config import TrainConfig
 from lerf.encoders.base import ClipEncoder, DenseEncoder
+from lerf.encoders.pyramid import linspace_fracs
 
 
 def _openclip(**options: Any) -> ClipEncoder:
@@ -89,3 +90,9 @@ def clip_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> ClipEncod
 
 def dino_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> DenseEncoder:
     return build_dino_encoder(cfg.encoder.dino, device, **encoder_options(cfg, scene, "dino"))
+
+
+def pyramid_crop_fracs(cfg: TrainConfig) -> list[float]:
+    """Pyramid crop sizes (fraction of image height) a run's config names: LERF §3.1, 5%–50% over 7 levels."""
+    e = cfg.encoder
+    return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)

@@ -24,7 +24,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from lerf.config import TrainConfig
-from lerf.encoders.pyramid import build_clip_pyramid, linspace_fracs
+from lerf.data.units import metres_per_pixel
+from lerf.encoders.factory import pyramid_crop_fracs
+from lerf.encoders.pyramid import build_clip_pyramid
 from lerf.evaluation.localization import localize, summarize_localization
 from lerf.evaluation.report import write_report
 from lerf.evaluation.run_eval import labelled_views
@@ -38,11 +40,9 @@ def supervision_embeddings(encoder, scene, cfg: TrainConfig, cam: int, scales_m:
     if scene.part_ids is None or scene.depth_z_m is None:
         raise ValueError(f"the oracle needs the demo scene's part ids and depths; {scene.root} has none")
     h, w = scene.height, scene.width
-    px_m = scene.depth_z_m[cam] / scene.cameras.fy_px[cam]  # metres per pixel at each pixel's surface
-    e = cfg.encoder
-    pyramid = build_clip_pyramid(scene.images[[cam]], scene.part_ids[[cam]], encoder,
-                                 linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels),
-                                 batch_size=e.batch_size, stride_scaler=e.pyramid_stride_scaler,
+    px_m = metres_per_pixel(scene.depth_z_m[[cam]], scene.cameras.fy_px[[cam]])[0]
+    pyramid = build_clip_pyramid(scene.images[[cam]], scene.part_ids[[cam]], encoder, pyramid_crop_fracs(cfg),
+                                 batch_size=cfg.encoder.batch_size, stride_scaler=cfg.encoder.pyramid_stride_scaler,
                                  px_m=px_m[None], progress=False)
     v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     image = torch.zeros(h * w, dtype=torch.long)

@@ -175,7 +175,8 @@ def rank_for_budget(pixels: int, num_scales: int, width: int, samples: int, budg
                     dtype: torch.dtype) -> int:
     """The largest basis rank whose cache fits `budget_bytes` (at most `width`, hidden + 1).
 
-    Per pixel: the language samples (fp32 positions + weights), the visible share, RGB/depth/accumulation (fp32), and
+    Per pixel: the language samples (fp32 positions + weights), the visible share and
+    RGB/depth/accumulation (fp32), and
     per scale the rank coefficients at `dtype` plus the two fp32 error norms.
     """
     fixed = pixels * (samples * 4 * 4 + 6 * 4 + num_scales * ERROR_COLUMNS * 4) + width * width * 4

@@ -141,7 +141,8 @@ def render_embeddings(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s
 
 def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, " s"],
                         visible: Optional[Visible] = None
-                        ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, "s r"], Float[Tensor, "s r"], Float[Tensor, " r"]]:
+                        ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, "s r"], Float[Tensor, "s r"],
+                                   Float[Tensor, " r"]]:
     """Prompt-independent factors of the rendered embeddings, exact and smaller than them.
 
     The CLIP head ends in a linear layer (W, c): sample k's output is W h_k + c. With per-sample

@@ -12,10 +12,9 @@ from torch import Tensor
 
 from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
-from lerf.data.units import crop_size_m, ray_t_to_depth_m
+from lerf.data.units import crop_size_m, metres_per_pixel, ray_t_to_depth_m
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
-from lerf.encoders.factory import clip_encoder_for, dino_encoder_for
-from lerf.encoders.pyramid import linspace_fracs
+from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, pyramid_crop_fracs
 from lerf.fields.language_field import SCALE_MODES
 from lerf.model import LerfModel
 
@@ -39,17 +38,6 @@ class LanguageSupervision:
         return self.dino_maps.feature_dim if self.dino_maps is not None else 0
 
 
-def crop_fracs(cfg: TrainConfig) -> list[float]:
-    """Pyramid crop sizes (fraction of image height): LERF §3.1, 5%–50% over 7 levels."""
-    e = cfg.encoder
-    return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)
-
-
-def metres_per_pixel(scene: SceneData) -> Float[Tensor, "n h w"]:
-    """Camera-z depth / focal length per pixel: what one pixel spans, in metres, at its surface."""
-    return scene.depth_z_m / scene.cameras.fy_px[:, None, None]
-
-
 def _on_device(features, device: torch.device):
     # On an accelerator the whole table moves there so lookups gather on-device; on the CPU it
     # stays memory-mapped (read lazily).
@@ -62,10 +50,10 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     cache_dir = scene_cache_dir(cfg.encoder.cache_dir, scene.root)
     clip_encoder = clip_encoder_for(cfg, scene, device)
     if cfg.encoder.clip == "reference":  # the instrument reads parts and physical crop sizes
-        clip_ids, px_m = scene.part_ids, metres_per_pixel(scene)
+        clip_ids, px_m = scene.part_ids, metres_per_pixel(scene.depth_z_m, scene.cameras.fy_px)
     else:
         clip_ids, px_m = ids, None
-    pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, clip_encoder, crop_fracs(cfg),
+    pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, clip_encoder, pyramid_crop_fracs(cfg),
                                          batch_size=cfg.encoder.batch_size,
                                          stride_scaler=cfg.encoder.pyramid_stride_scaler, px_m=px_m)
     pyramid = _on_device(pyramid, device)
