@@ -13,7 +13,7 @@ from lerf.encoders import cache as cache_mod
 from lerf.encoders.base import WeightsNotFoundError
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
 from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
-from lerf.encoders.reference import ReferenceClipEncoder, ReferenceDinoEncoder
+from lerf.encoders.reference import PART_SHARE, ReferenceClipEncoder, ReferenceDinoEncoder
 
 LABELS = {1: "table", 2: "red mug", 3: "blue book"}
 CANONICAL = ["object", "things", "stuff", "texture"]
@@ -70,6 +70,24 @@ def test_reference_dino_features_depend_on_id_and_colour():
     assert not torch.allclose(enc.encode_dense(red, ids), f)
     assert enc.encode_dense(rgb).abs().max() < 1e-6  # grey, no ids: nothing to see
     assert enc.grid_hw(10, 30) == (2, 8)  # round(10/4), round(30/4)
+
+
+def test_reference_dino_with_a_hierarchy_tells_parts_of_one_object_apart():
+    # part 5 (lid) and part 4 (body) belong to object 3; part 2 to object 2
+    hier = {"parts": {"2": {"name": None, "object": 2, "size_m": 0.15},
+                      "4": {"name": None, "object": 3, "size_m": 0.27},
+                      "5": {"name": "teapot lid", "object": 3, "size_m": 0.09}},
+            "objects": {"2": {"name": "red mug", "size_m": 0.15, "group": None},
+                        "3": {"name": "blue teapot", "size_m": 0.27, "group": None}}}
+    enc = ReferenceDinoEncoder(dim=64, stride_px=1, hierarchy=hier)
+    rgb = torch.full((1, 3, 1, 3), 0.5)  # grey: only the identity is seen
+    f = torch.nn.functional.normalize(enc.encode_dense(rgb, torch.tensor([[[4, 5, 2]]]))[0, 0], dim=-1)
+    body, lid, mug = f
+    assert abs(float(body @ lid) - PART_SHARE) < 1e-5  # same object, another part
+    assert abs(float(body @ mug)) < 1e-5  # another object
+    assert enc.cache_key() != ReferenceDinoEncoder(dim=64, stride_px=1).cache_key()
+    with pytest.raises(ValueError, match=r"part ids \[7\]"):
+        enc.encode_dense(rgb, torch.tensor([[[4, 5, 7]]]))
 
 
 # ---------------------------------------------------------------- cache

@@ -54,7 +54,7 @@ def build_clip_encoder(kind: str, device: str | torch.device = "cpu", **options:
 
 def build_dino_encoder(kind: str, device: str | torch.device = "cpu", **options: Any) -> DenseEncoder:
     """kind "dino" (DinoEncoder options: model, checkpoint, load_size, facet,
-    allow_random_weights) or "reference" (ReferenceDinoEncoder: dim, stride_px)."""
+    allow_random_weights) or "reference" (ReferenceDinoEncoder: dim, stride_px, hierarchy)."""
     if kind not in DINO_KINDS:
         raise ValueError(f"unknown DINO encoder kind {kind!r}; known: {sorted(DINO_KINDS)}")
     return DINO_KINDS[kind](device=device, **options)
@@ -71,8 +71,9 @@ def encoder_options(cfg: TrainConfig, scene, kind: str) -> dict:
                     "generic_phrases": list(cfg.relevancy.canonical_phrases)}
         return {"model": e.clip_model, "pretrained": e.clip_pretrained, "checkpoint": e.clip_checkpoint,
                 "allow_random_weights": e.allow_random_weights}
-    if e.dino == "reference":
-        return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride}
+    if e.dino == "reference":  # part-aware on the demo scene (its part ids: see dino_ids_for)
+        return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride,
+                "hierarchy": scene.hierarchy if scene.part_ids is not None else None}
     return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
 
 
@@ -90,6 +91,14 @@ def clip_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> ClipEncod
 
 def dino_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> DenseEncoder:
     return build_dino_encoder(cfg.encoder.dino, device, **encoder_options(cfg, scene, "dino"))
+
+
+def dino_ids_for(cfg: TrainConfig, scene):
+    """The id masks the DINO encoder reads: the reference encoder reads part ids where the scene
+    has a hierarchy (its identity is part-aware), any other encoder object ids (or none)."""
+    if cfg.encoder.dino == "reference" and scene.hierarchy is not None and scene.part_ids is not None:
+        return scene.part_ids
+    return scene.object_ids
 
 
 def pyramid_crop_fracs(cfg: TrainConfig) -> list[float]:

@@ -14,7 +14,7 @@ from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
 from lerf.data.units import crop_size_m, metres_per_pixel, ray_t_to_depth_m
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
-from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, pyramid_crop_fracs
+from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_crop_fracs
 from lerf.fields.language_field import SCALE_MODES
 from lerf.model import LerfModel
 
@@ -60,7 +60,8 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     dino_maps = None
     if cfg.model.language.dino_enabled:
         dino_encoder = dino_encoder_for(cfg, scene, device)
-        dino_maps = _on_device(load_or_build_dino_maps(cache_dir, images, ids, dino_encoder), device)
+        dino_maps = _on_device(load_or_build_dino_maps(cache_dir, images, dino_ids_for(cfg, scene), dino_encoder),
+                               device)
     return LanguageSupervision(clip_encoder, pyramid, dino_maps, scene.height, scene.cameras.fy_px.to(device))
 
 
