@@ -341,3 +341,20 @@ def test_connected_components_and_boundary_polygon():
     block = np.zeros((5, 6), dtype=bool)
     block[1:3, 2:5] = True
     assert sorted(outer_polygon(block).tolist()) == [[2, 1], [2, 2], [4, 1], [4, 2]]
+
+
+def test_loaded_camera_z_depth_is_exact_and_the_same_every_time(scene0):
+    # The z-depth feeds the reference CLIP pyramid's cache key (metres per pixel): torch's threaded
+    # float32 kernels once gave different depths on some loads, so every run rebuilt the pyramid.
+    from lerf.config import SceneConfig
+    from lerf.data.scene import load_scene
+
+    cfg = SceneConfig(name="demo", kind="nerfstudio", path=str(scene0))
+    loads = [load_scene(cfg).depth_z_m for _ in range(3)]
+    meta = json.loads((scene0 / "transforms.json").read_text())
+    for k, frame in enumerate(meta["frames"]):
+        x = ((np.arange(meta["w"]) + 0.5 - meta["cx"]) / meta["fl_x"])[None]
+        y = ((np.arange(meta["h"]) + 0.5 - meta["cy"]) / meta["fl_y"])[:, None]
+        expected = _depth(scene0, frame).astype(np.float64) / np.sqrt(1 + x * x + y * y)  # distance -> z
+        assert np.allclose(loads[0][k].numpy(), expected, rtol=1e-6)
+    assert all(np.array_equal(x.numpy(), loads[0].numpy()) for x in loads[1:])

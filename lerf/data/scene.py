@@ -133,13 +133,16 @@ def _load_depth_z(raw: RawScene, cameras: Cameras) -> Optional[Tensor]:
     paths = raw.extras.get("depth", [])
     if not paths or any(p is None or not str(p).endswith(".npy") for p in paths):
         return None
-    t = torch.stack([torch.from_numpy(np.load(raw.root / p)).float() for p in paths])
+    t = np.stack([np.load(raw.root / p).astype(np.float64) for p in paths])
     if t.shape[1:] != (cameras.height, cameras.width):
         return None  # e.g. a downscaled load: no depth rather than a wrong one
-    j, i = torch.meshgrid(torch.arange(cameras.width) + 0.5, torch.arange(cameras.height) + 0.5, indexing="xy")
-    x = (j[None] - cameras.cx_px[:, None, None]) / cameras.fx_px[:, None, None]
-    y = (i[None] - cameras.cy_px[:, None, None]) / cameras.fy_px[:, None, None]
-    return t / torch.sqrt(1 + x * x + y * y)  # z = t cos(angle to the optical axis)
+    # In float64 NumPy: the result is a key of the feature cache (through metres per pixel), and
+    # torch's threaded float32 kernels were seen to give different depths from run to run.
+    j, i = np.meshgrid(np.arange(cameras.width) + 0.5, np.arange(cameras.height) + 0.5, indexing="xy")
+    c = {k: getattr(cameras, k).double().numpy()[:, None, None] for k in ("cx_px", "cy_px", "fx_px", "fy_px")}
+    x = (j[None] - c["cx_px"]) / c["fx_px"]
+    y = (i[None] - c["cy_px"]) / c["fy_px"]
+    return torch.from_numpy((t / np.sqrt(1 + x * x + y * y)).astype(np.float32))  # z = t cos(angle to the axis)
 
 
 def _load_labels(root: Path) -> tuple[Optional[dict[int, str]], Optional[dict]]:
