@@ -90,6 +90,25 @@ def test_reference_dino_with_a_hierarchy_tells_parts_of_one_object_apart():
         enc.encode_dense(rgb, torch.tensor([[[4, 5, 7]]]))
 
 
+def test_the_demo_scene_gives_the_reference_dino_part_ids_and_its_hierarchy():
+    from types import SimpleNamespace
+
+    from lerf.config import TrainConfig
+    from lerf.encoders.factory import dino_encoder_for, dino_ids_for
+
+    hier = {"parts": {"1": {"name": None, "object": 1, "size_m": 0.2}},
+            "objects": {"1": {"name": "red mug", "size_m": 0.2, "group": None}}}
+    part_ids, object_ids = torch.ones(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 7)
+    demo = SimpleNamespace(hierarchy=hier, part_ids=part_ids, object_ids=object_ids)
+    cfg = TrainConfig()
+    cfg.encoder.dino = "reference"
+    assert dino_ids_for(cfg, demo) is part_ids and dino_encoder_for(cfg, demo, torch.device("cpu")).hierarchy == hier
+    plain = SimpleNamespace(hierarchy=None, part_ids=None, object_ids=object_ids)  # ids but no parts
+    assert dino_ids_for(cfg, plain) is object_ids and dino_encoder_for(cfg, plain, torch.device("cpu")).hierarchy is None
+    cfg.encoder.dino = "dino"  # the real encoder never reads ids
+    assert dino_ids_for(cfg, demo) is object_ids
+
+
 # ---------------------------------------------------------------- cache
 
 class CountingClip(ReferenceClipEncoder):
