@@ -26,12 +26,13 @@ def lang_run(tmp_path_factory):
     """A tiny demo run with the language field, trained just long enough to localise; shared by
     the query, eval and viewer tests."""
     from lerf.train.trainer import train
-    from tests.helpers import tiny_config
+    from tests.helpers import LANG_RUN_STEPS, tiny_config
 
     tmp = tmp_path_factory.mktemp("lang")
     # 6 training views: "seen by >= 5" (the default, for ~40 views) would filter most of its soft
     # geometry, so this run asks for half of its views.
-    cfg = tiny_config(tmp, "trainer.max_steps=150", "trainer.rays_per_batch=512", "trainer.checkpoint_every=150",
+    cfg = tiny_config(tmp, f"trainer.max_steps={LANG_RUN_STEPS}", "trainer.rays_per_batch=512",
+                      f"trainer.checkpoint_every={LANG_RUN_STEPS}",
                       "trainer.eval_at_end=false", "relevancy.visibility_min_views=3")
     train(cfg, tmp / "run")
     return tmp / "run"

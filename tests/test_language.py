@@ -12,7 +12,7 @@ from lerf.query.relevancy import best_scale, relevancy, scale_values
 from lerf.query.run import load_run
 from lerf.train.supervision import clip_loss
 from lerf.train.trainer import train
-from tests.helpers import tiny_config
+from tests.helpers import LANG_RUN_STEPS, tiny_config
 
 
 def test_relevancy_query_equal_to_canonical_is_half():
@@ -108,7 +108,7 @@ def test_query_3d_ply_visibility(lang_run, tmp_path):
 
     out = tmp_path / "q3"
     query.main([f"run={lang_run}", "prompt=white plate", f"out={out}", "views=0,1,2", "device=cpu", "ply=true",
-                "ply_threshold=0.3"])  # a 150-step run: soft geometry, a low visible share
+                "ply_threshold=0.3"])  # a short run: soft geometry, a low visible share
     path = out / "white_plate" / "points.ply"
     assert b"format binary_little_endian 1.0" in path.read_bytes()[:200]
     vertex = PlyData.read(str(path))["vertex"]
@@ -205,7 +205,7 @@ def test_missing_scene_cache_is_a_clear_error(lang_run, tmp_path):
             load_run(lang_run, "cpu")
     finally:
         shutil.move(str(moved), scene_root)
-    assert state["step"] == 150
+    assert state["step"] == LANG_RUN_STEPS
 
 
 def test_tensorboard_shows_relevancy_image(tmp_path):
@@ -224,7 +224,7 @@ def test_eval_render_rescores_from_checkpoint(lang_run, tmp_path):
 
     render.main([f"run={lang_run}", f"out={tmp_path}", "device=cpu"])
     result = json.loads((tmp_path / "eval_render.json").read_text())
-    assert result["steps"] == 150 and result["num_views"] == 2 and math.isfinite(result["psnr"])
+    assert result["steps"] == LANG_RUN_STEPS and result["num_views"] == 2 and math.isfinite(result["psnr"])
     assert len(list((tmp_path / "eval_render").glob("*_rgb.png"))) == 2
     with pytest.raises(FileExistsError):
         render.main([f"run={lang_run}", f"out={tmp_path}", "device=cpu"])
