@@ -87,6 +87,16 @@ DINO_VERSION = 2  # 1: object identity only; 2: part-aware identity (with a hier
 LEVELS = ("texture", "part", "object", "group")
 
 
+def gram_schmidt(vectors: list[Tensor]) -> Float[Tensor, "d k"]:
+    """Orthonormal columns spanning `vectors` in order (QR in float64), column k the part of
+    vector k orthogonal to the earlier ones, with vector k's sign.
+
+    Example: [(1, 0), (1, 1)] -> columns (1, 0) and (0, 1).
+    """
+    q, r = torch.linalg.qr(torch.stack([v.double() for v in vectors], dim=1))
+    return (q * torch.sign(torch.diagonal(r))).float()  # fix QR's sign freedom
+
+
 def canonical_text(text: str) -> str:
     """Case and surrounding spaces do not change a name: "Red Mug " == "red mug"."""
     return " ".join(text.strip().lower().split())
@@ -162,10 +172,8 @@ class ReferenceClipEncoder:
         vocab = self._vocabulary()
         if len(vocab) + 1 > self.embed_dim:
             raise ValueError(f"dim {self.embed_dim} is too small for a vocabulary of {len(vocab)} names")
-        raw = torch.stack([self._common.double()] + [self._random_direction(t).double() for t in vocab], dim=1)
-        q, r = torch.linalg.qr(raw)
-        q = q * torch.sign(torch.diagonal(r))  # fix QR's sign freedom: column k keeps raw's direction
-        return {t: q[:, k + 1].float() for k, t in enumerate(vocab)}
+        q = gram_schmidt([self._common] + [self._random_direction(t) for t in vocab])
+        return {t: q[:, k + 1] for k, t in enumerate(vocab)}
 
     def _random_direction(self, token: str) -> Tensor:
         v = seeded_unit_vector(token, self.embed_dim, CLIP_NAMESPACE)
@@ -310,10 +318,8 @@ class ReferenceDinoEncoder:
         tokens = [f"id{o}" for o in sorted(set(self._part_object.values()))] + [f"part{p}" for p in sorted(self._part_object)]
         if len(tokens) > self.feature_dim:
             raise ValueError(f"dim {self.feature_dim} is too small for {len(tokens)} object and part identities")
-        raw = torch.stack([seeded_unit_vector(t, self.feature_dim, DINO_NAMESPACE).double() for t in tokens], dim=1)
-        q, r = torch.linalg.qr(raw)
-        q = q * torch.sign(torch.diagonal(r))
-        return {t: q[:, k].float() for k, t in enumerate(tokens)}
+        q = gram_schmidt([seeded_unit_vector(t, self.feature_dim, DINO_NAMESPACE) for t in tokens])
+        return {t: q[:, k] for k, t in enumerate(tokens)}
 
     def id_vector(self, object_id: int) -> Float[Tensor, "d"]:
         token = f"id{object_id}"
