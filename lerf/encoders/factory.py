@@ -71,9 +71,9 @@ def encoder_options(cfg: TrainConfig, scene, kind: str) -> dict:
                     "generic_phrases": list(cfg.relevancy.canonical_phrases)}
         return {"model": e.clip_model, "pretrained": e.clip_pretrained, "checkpoint": e.clip_checkpoint,
                 "allow_random_weights": e.allow_random_weights}
-    if e.dino == "reference":  # part-aware on the demo scene (its part ids: see dino_ids_for)
+    if e.dino == "reference":
         return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride,
-                "hierarchy": scene.hierarchy if scene.part_ids is not None else None}
+                "hierarchy": scene.hierarchy if _has_parts(scene) else None}
     return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
 
 
@@ -93,12 +93,15 @@ def dino_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> DenseEnco
     return build_dino_encoder(cfg.encoder.dino, device, **encoder_options(cfg, scene, "dino"))
 
 
+def _has_parts(scene) -> bool:
+    """Whether the reference DINO is part-aware on `scene`: it needs the hierarchy and part ids."""
+    return scene.hierarchy is not None and scene.part_ids is not None
+
+
 def dino_ids_for(cfg: TrainConfig, scene):
-    """The id masks the DINO encoder reads: the reference encoder reads part ids where the scene
-    has a hierarchy (its identity is part-aware), any other encoder object ids (or none)."""
-    if cfg.encoder.dino == "reference" and scene.hierarchy is not None and scene.part_ids is not None:
-        return scene.part_ids
-    return scene.object_ids
+    """The id masks the DINO encoder reads: part ids for the part-aware reference encoder (the
+    demo scene), object ids (or none) otherwise."""
+    return scene.part_ids if cfg.encoder.dino == "reference" and _has_parts(scene) else scene.object_ids
 
 
 def pyramid_crop_fracs(cfg: TrainConfig) -> list[float]:
