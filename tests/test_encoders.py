@@ -146,14 +146,12 @@ def test_cache_reuses_same_key_without_calling_encoder(tmp_path):
     assert second.features.dtype == np.float16
 
 
-@pytest.mark.parametrize("change", ["fracs", "image", "encoder", "ids"])
+@pytest.mark.parametrize("change", ["image", "encoder", "ids"])
 def test_cache_changed_key_recomputes_and_says_why(tmp_path, caplog, change):
     images, ids = scene()
     build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
     fracs, labels = FRACS, LABELS
-    if change == "fracs":
-        fracs = [0.2, 0.5]
-    elif change == "image":
+    if change == "image":
         images = images.clone()
         images[1, 0, 0, 0] += 0.01
     elif change == "encoder":
@@ -168,15 +166,52 @@ def test_cache_changed_key_recomputes_and_says_why(tmp_path, caplog, change):
     assert "stale" in caplog.text and "Changed: key." in caplog.text
 
 
+def test_pyramids_of_other_crop_grids_are_other_files(tmp_path):
+    """A sweep's single-scale row must not replace the default pyramid (nor race it in parallel)."""
+    images, ids = scene()
+    build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
+    single = CountingClip(HIER)
+    build_pyr(tmp_path, images, ids, single, [0.25], progress=False)
+    assert single.calls > 0
+    assert len(list(tmp_path.glob("clip_pyramid_reference_clip_128_*.npy"))) == 2
+    again = CountingClip(HIER)  # the default grid is still cached, and so is the single-scale one
+    build_pyr(tmp_path, images, ids, again, FRACS, progress=False)
+    build_pyr(tmp_path, images, ids, again, [0.25], progress=False)
+    assert again.calls == 0
+    assert cache_mod.clip_cache_stem("x", FRACS, 0.5) != cache_mod.clip_cache_stem("x", FRACS, 0.4)
+
+
+def test_a_pyramid_cached_under_the_old_name_is_renamed_not_rebuilt(tmp_path, caplog):
+    images, ids = scene()
+    build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
+    new_data, new_sidecar = cache_mod.cache_paths(tmp_path, cache_mod.clip_cache_stem("reference_clip_128", FRACS, 0.5))
+    old_data, old_sidecar = cache_mod.cache_paths(tmp_path, "clip_pyramid_reference_clip_128")
+    new_data.rename(old_data)
+    new_sidecar.rename(old_sidecar)  # as an earlier version left it
+    enc = CountingClip(HIER)
+    with caplog.at_level(logging.INFO, logger="lerf.encoders.cache"):
+        build_pyr(tmp_path, images, ids, enc, FRACS, progress=False)
+    assert enc.calls == 0 and "renamed" in caplog.text
+    assert new_data.exists() and new_sidecar.exists() and not old_data.exists() and not old_sidecar.exists()
+    # an old-name cache of another grid stays where it is, untouched
+    new_data.rename(old_data)
+    new_sidecar.rename(old_sidecar)
+    other = CountingClip(HIER)
+    build_pyr(tmp_path, images, ids, other, [0.25], progress=False)
+    assert other.calls > 0 and old_data.exists() and old_sidecar.exists()
+
+
 def test_sidecar_absent_until_data_complete_and_crash_leaves_no_valid_cache(tmp_path):
     images, ids = scene()
-    data, sidecar = cache_mod.cache_paths(tmp_path, "clip_pyramid_reference_clip_128")
+    data, sidecar = cache_mod.cache_paths(tmp_path, cache_mod.clip_cache_stem("reference_clip_128", FRACS, 0.5))
     build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
     assert data.exists() and sidecar.exists()
 
     seen = []
     enc = CountingClip(HIER, on_call=lambda k: seen.append(sidecar.exists()))
-    build_pyr(tmp_path, images, ids, enc, [0.25, 0.5], batch_size=4, progress=False)
+    changed = images.clone()
+    changed[0, 0, 0, 0] += 0.01  # a stale key: the same file is rebuilt
+    build_pyr(tmp_path, changed, ids, enc, FRACS, batch_size=4, progress=False)
     assert seen and not any(seen)  # stale sidecar removed before the first crop was encoded
     assert sidecar.exists()
 
@@ -196,7 +231,7 @@ def test_sidecar_absent_until_data_complete_and_crash_leaves_no_valid_cache(tmp_
 def test_truncated_data_with_sidecar_is_rebuilt(tmp_path):
     images, ids = scene()
     build_pyr(tmp_path, images, ids, CountingClip(HIER), FRACS, progress=False)
-    data, _ = cache_mod.cache_paths(tmp_path, "clip_pyramid_reference_clip_128")
+    data, _ = cache_mod.cache_paths(tmp_path, cache_mod.clip_cache_stem("reference_clip_128", FRACS, 0.5))
     np.save(data, np.zeros((3, 128), np.float16))
     enc = CountingClip(HIER)
     build_pyr(tmp_path, images, ids, enc, FRACS, progress=False)

@@ -1,8 +1,8 @@
 """Disk cache of the CLIP pyramid and the DINO maps: fp16 `.npy` + a JSON sidecar holding the key.
 
 Layout, in a per-scene `cache_dir` (`scene_cache_dir`: the scene folder's name + a hash of its path):
-    clip_pyramid_<encoder.name>.npy   (cells, d) float16, rows level-major (see pyramid.py)
-    clip_pyramid_<encoder.name>.json  {"key": {...}, "shape", "dtype", "levels": [...], "build_s"}
+    clip_pyramid_<encoder.name>_<grid>.npy   (cells, d) float16, rows level-major (see pyramid.py)
+    clip_pyramid_<encoder.name>_<grid>.json  {"key": {...}, "shape", "dtype", "levels": [...], "build_s"}
     dino_maps_<encoder.name>.npy      (n, gh, gw, d) float16
     dino_maps_<encoder.name>.json     {"key": {...}, "shape", "dtype", "stride_px", "build_s"}
 
@@ -11,6 +11,12 @@ hash, input size...), the images (count, size, dtype and a BLAKE2 digest of thei
 id masks), the crop fractions and stride rule, and `FORMAT_VERSION`. A cache is used only if its
 sidecar's key equals the current one and the data file has the recorded shape; otherwise it is
 rebuilt and the log says which key fields differ.
+
+<grid> is a digest of the crop fractions and stride rule (`clip_cache_stem`): pyramids of other
+crop grids (a sweep's single-scale row, another level count) are other files, so a sweep never
+rebuilds the default pyramid after a variant, nor do parallel jobs of different grids replace each
+other's file — with OpenCLIP a pyramid takes minutes to hours to build. A cache written under the
+name without <grid> (before 2026-12-03) is renamed to the new name when its key matches.
 
 Crash safety: the old sidecar is deleted first, the data is written to a temp file and
 `os.replace`d into place, and the sidecar is written last (also temp + replace). A sidecar thus
@@ -114,6 +120,35 @@ def cache_paths(cache_dir: str | Path, stem: str) -> tuple[Path, Path]:
     return Path(cache_dir) / f"{stem}.npy", Path(cache_dir) / f"{stem}.json"
 
 
+def clip_cache_stem(encoder_name: str, crop_fracs: Sequence[float], stride_scaler: float) -> str:
+    """File stem of a CLIP pyramid: encoder name + an 8-hex digest of its crop grid.
+
+    Example: ("reference_clip_128", [0.05, 0.5], 0.5) -> "clip_pyramid_reference_clip_128_<8 hex>";
+    the same encoder with crop fractions [0.25] gets another digest, hence another file.
+    """
+    grid = json.dumps({"crop_fracs": [float(f) for f in crop_fracs], "stride_scaler": float(stride_scaler)},
+                      sort_keys=True)
+    return f"clip_pyramid_{encoder_name}_{hashlib.blake2b(grid.encode(), digest_size=4).hexdigest()}"
+
+
+def _adopt_legacy(cache_dir: Path, encoder_name: str, data_path: Path, sidecar_path: Path, key: dict) -> None:
+    """Rename a pyramid cached under the old name (no grid digest) when it holds exactly this key."""
+    old_data, old_sidecar = cache_paths(cache_dir, f"clip_pyramid_{encoder_name}")
+    if sidecar_path.exists() or not old_sidecar.exists() or not old_data.exists():
+        return
+    try:
+        if json.loads(old_sidecar.read_text()).get("key") != key:
+            return
+    except (OSError, json.JSONDecodeError):
+        return
+    try:
+        old_data.replace(data_path)  # data first: a sidecar never names data that is not there
+        old_sidecar.replace(sidecar_path)
+    except FileNotFoundError:  # a parallel job renamed it first
+        return
+    log.info("CLIP pyramid cache %s renamed to %s (the name now carries its crop grid)", old_data, data_path)
+
+
 def read_valid(data_path: Path, sidecar_path: Path, key: dict, in_memory: Optional[bool]
                ) -> Optional[tuple[np.ndarray, dict]]:
     """The cached array and sidecar if the cache is complete and its key matches, else None
@@ -193,7 +228,8 @@ def load_or_build_clip_pyramid(
     n, h, w = images.shape[:3]
     key = clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler, px_m)
     levels = pyramid_grids(h, w, crop_fracs, stride_scaler)
-    data_path, sidecar_path = cache_paths(cache_dir, f"clip_pyramid_{encoder.name}")
+    data_path, sidecar_path = cache_paths(cache_dir, clip_cache_stem(encoder.name, crop_fracs, stride_scaler))
+    _adopt_legacy(Path(cache_dir), encoder.name, data_path, sidecar_path, key)
     found = read_valid(data_path, sidecar_path, key, in_memory)
     if found is not None and found[1].get("levels") == _levels_json(levels):
         log.info("CLIP pyramid loaded from %s", data_path)
