@@ -44,6 +44,15 @@ def test_scale_search_picks_planted_scale():
     assert idx == 17 and best[42] == pytest.approx(0.9)
 
 
+def test_geometric_scale_search_spaces_scales_in_a_constant_ratio():
+    scales = scale_values(RelevancyConfig(scale_min_m=0.03, scale_max_m=0.48, num_scales=5, scale_spacing="geometric"))
+    assert torch.allclose(scales, torch.tensor([0.03, 0.06, 0.12, 0.24, 0.48]))
+    with pytest.raises(ValueError, match="scale_min_m > 0"):
+        RelevancyConfig(scale_spacing="geometric")  # LERF's range starts at 0 m
+    with pytest.raises(ValueError, match="scale_spacing"):
+        RelevancyConfig(scale_spacing="log")
+
+
 def test_clip_loss_nan_safe_and_kinds():
     pred = torch.zeros(3, 8)  # a ray with no weight renders a zero embedding
     target = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)

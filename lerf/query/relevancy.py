@@ -1,6 +1,7 @@
 """Relevancy of rendered CLIP embeddings to a text query (LERF §3.4), and the scale search."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import torch
@@ -36,7 +37,10 @@ def share_weighted(rel: Float[Tensor, "... n"], share: Float[Tensor, " n"], cfg:
 
 
 def scale_values(cfg: RelevancyConfig) -> Float[Tensor, " s"]:
-    """The searched physical scales in metres (LERF §3.4: 30 values over 0-2 m)."""
+    """The searched physical scales in metres (LERF §3.4: 30 values over 0-2 m, evenly spaced;
+    `scale_spacing=geometric`: in a constant ratio, e.g. 0.03, 0.06, 0.12 m for 3 values to 0.12)."""
+    if cfg.scale_spacing == "geometric":  # RelevancyConfig checked scale_min_m > 0
+        return torch.logspace(math.log10(cfg.scale_min_m), math.log10(cfg.scale_max_m), cfg.num_scales)
     return torch.linspace(cfg.scale_min_m, cfg.scale_max_m, cfg.num_scales)
 
 

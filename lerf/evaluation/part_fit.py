@@ -1,0 +1,149 @@
+"""Did the field learn what it was told? Field against supervision on each named part (demo only).
+
+A missed part query has two possible causes: the supervision never said it (the oracle,
+lerf/evaluation/oracle.py, answers that on held-out views), or the field was told and did not
+learn it. This answers the second on the training pixels themselves. For every named part, up
+to `pixels` of its training pixels are drawn (seeded) and asked at fixed physical scales s:
+
+* field: the ray's rendered CLIP embedding with every language sample at scale s, exactly as a
+  query asks it (top-k samples of the rendered weights, composited, unit norm);
+* supervision: that training image's CLIP pyramid at the crop whose physical side at the
+  pixel's depth is s (f = s / (metres per pixel x image height): the oracle's rule, the inverse
+  of the training scale), where f lies inside the pyramid.
+
+Both are scored with the part's own name against the canonical phrases (LERF relevancy). A part
+whose supervision scores high at some scale while the field stays low there was told and not
+learned. Example (demo seed 1, 2000 steps): "teapot lid" field 0.94 / supervision 0.94 at
+4.5-6.5 cm, "teapot spout" field 0.08 / supervision 0.58 at the same scales.
+
+The pyramid of the training images is rebuilt in memory with the run's encoder (seconds with the
+reference encoder); nothing in the run or the feature cache is written.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from lerf.config import TrainConfig
+from lerf.data.atomic import write_json, write_text
+from lerf.data.cameras import camera_rays
+from lerf.data.units import metres_per_pixel
+from lerf.encoders.factory import pyramid_crop_fracs
+from lerf.encoders.pyramid import ClipPyramid, build_clip_pyramid
+from lerf.query.relevancy import TextEmbeddings, relevancy
+
+# Part sizes on the demo are 8-13 cm: bins from well below ALPHA x size to above the object size.
+DEFAULT_SCALES_M = (0.03, 0.045, 0.065, 0.09, 0.13, 0.19, 0.27)
+
+
+def named_parts(hierarchy: dict) -> dict[str, list[int]]:
+    """Part name -> every part id carrying it (two mugs share "mug handle").
+
+    Example: {"parts": {"3": {"name": "mug handle"}, "4": {"name": None}, "16": {"name": "mug handle"}}}
+    -> {"mug handle": [3, 16]}.
+    """
+    out: dict[str, list[int]] = {}
+    for pid, part in sorted(hierarchy["parts"].items(), key=lambda kv: int(kv[0])):
+        if part.get("name"):
+            out.setdefault(part["name"], []).append(int(pid))
+    return out
+
+
+def draw_pixels(part_ids: Int[Tensor, "n h w"], ids: Sequence[int], count: int, generator: torch.Generator
+                ) -> tuple[Int[Tensor, " m"], Int[Tensor, " m"], Int[Tensor, " m"]]:
+    """Up to `count` pixels (frame position, row, column) whose part id is in `ids`, drawn
+    without replacement."""
+    frame, row, col = torch.nonzero(torch.isin(part_ids, torch.tensor(list(ids))), as_tuple=True)
+    pick = torch.randperm(len(frame), generator=generator)[:count]
+    return frame[pick], row[pick], col[pick]
+
+
+@torch.no_grad()
+def field_relevancy(model, cameras, cams: Int[Tensor, " m"], u: Float[Tensor, " m"], v: Float[Tensor, " m"],
+                    scales_m: Sequence[float], query: Float[Tensor, " d"], texts: TextEmbeddings,
+                    temperature: float, chunk: int = 4096) -> Float[Tensor, "s m"]:
+    """Relevancy of the field's rendered embedding of each pixel's ray, at each scale."""
+    cols = []
+    for i in range(0, len(u), chunk):
+        o, d, _ = camera_rays(cameras, cams[i:i + chunk], u[i:i + chunk], v[i:i + chunk])
+        out = model(o, d)
+        pos, w, _ = model.language_samples(out, model.cfg.language.samples_per_ray)
+        bottleneck = model.language_bottleneck(pos)
+        cols.append(torch.stack([
+            relevancy(model.composite_clip(bottleneck, w, torch.full_like(w, s)), query, texts.canon, temperature)
+            for s in scales_m]))
+    return torch.cat(cols, dim=1)
+
+
+def supervision_relevancy(pyramid: ClipPyramid, px_m: Float[Tensor, "n h w"], frame: Int[Tensor, " m"],
+                          row: Int[Tensor, " m"], col: Int[Tensor, " m"], scales_m: Sequence[float],
+                          query: Float[Tensor, " d"], texts: TextEmbeddings, temperature: float
+                          ) -> tuple[Float[Tensor, "s m"], Bool[Tensor, "s m"]]:
+    """Relevancy of the pyramid's embedding at the crop of physical side s, and where that crop
+    lies inside the pyramid's range."""
+    h = px_m.shape[1]
+    u, v = col.float() + 0.5, row.float() + 0.5
+    rels, valid = [], []
+    for s in scales_m:
+        frac = s / (px_m[frame, row, col] * h)
+        ok = torch.isfinite(frac) & (frac >= pyramid.min_frac) & (frac <= pyramid.max_frac)
+        looked = F.normalize(pyramid.lookup(frame, u, v, torch.nan_to_num(frac, posinf=0.0).float()), dim=-1)
+        rels.append(relevancy(looked, query, texts.canon, temperature))
+        valid.append(ok)
+    return torch.stack(rels), torch.stack(valid)
+
+
+def training_pyramid(encoder, scene, cfg: TrainConfig) -> tuple[ClipPyramid, Float[Tensor, "n h w"]]:
+    """The run's CLIP pyramid of its training images, in memory, and their metres per pixel."""
+    if scene.part_ids is None or scene.depth_z_m is None or scene.hierarchy is None:
+        raise ValueError(f"the part fit needs the demo scene's part ids, depths and hierarchy; {scene.root} has none")
+    idx = list(scene.train_idx)
+    px_m = metres_per_pixel(scene.depth_z_m[idx], scene.cameras.fy_px[idx])
+    pyramid = build_clip_pyramid(scene.images[idx], scene.part_ids[idx], encoder, pyramid_crop_fracs(cfg),
+                                 batch_size=cfg.encoder.batch_size, stride_scaler=cfg.encoder.pyramid_stride_scaler,
+                                 px_m=px_m, progress=False)
+    return pyramid, px_m
+
+
+def part_fit(model, scene, encoder, cfg: TrainConfig, scales_m: Sequence[float] = DEFAULT_SCALES_M,
+             pixels: int = 2000, seed: int = 0) -> dict:
+    """Per named part and scale: mean field and supervision relevancy over the drawn training
+    pixels where the scale's crop lies inside the pyramid (`n`)."""
+    pyramid, px_m = training_pyramid(encoder, scene, cfg)
+    texts = TextEmbeddings(encoder, cfg.relevancy)
+    train = torch.tensor(list(scene.train_idx))
+    generator = torch.Generator().manual_seed(seed)
+    parts = {}
+    for name, ids in named_parts(scene.hierarchy).items():
+        frame, row, col = draw_pixels(scene.part_ids[train], ids, pixels, generator)
+        query = texts.embed([name])[0]
+        field = field_relevancy(model, scene.cameras, train[frame], col.float() + 0.5, row.float() + 0.5, scales_m,
+                                query, texts, cfg.relevancy.temperature)
+        target, valid = supervision_relevancy(pyramid, px_m, frame, row, col, scales_m, query, texts,
+                                              cfg.relevancy.temperature)
+        parts[name] = [{"scale_m": s, "n": int(ok.sum()),
+                        "field": float(f[ok].mean()) if ok.any() else None,
+                        "supervision": float(t[ok].mean()) if ok.any() else None}
+                       for s, f, t, ok in zip(scales_m, field, target, valid)]
+    return {"pixels_per_part": pixels, "seed": seed, "scales_m": list(scales_m), "parts": parts}
+
+
+def format_part_fit(result: dict) -> str:
+    """Markdown: one row per part, "field / supervision" per scale ("-" where no crop fits)."""
+    head = "| part | " + " | ".join(f"{100 * s:g} cm" for s in result["scales_m"]) + " |"
+    lines = [head, "|---" * (len(result["scales_m"]) + 1) + "|"]
+    for name, cells in result["parts"].items():
+        row = [f"{c['field']:.2f} / {c['supervision']:.2f}" if c["n"] else "-" for c in cells]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return "Mean relevancy of the part's name on its training pixels: field / supervision.\n\n" + "\n".join(lines) + "\n"
+
+
+def write_part_fit(result: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "part_fit.json", result)
+    write_text(out_dir / "part_fit.md", format_part_fit(result))
