@@ -10,7 +10,7 @@ from lerf.config import RelevancyConfig
 from lerf.query.engine import QueryEngine
 from lerf.query.relevancy import best_scale, relevancy, scale_values
 from lerf.query.run import load_run
-from lerf.train.supervision import clip_loss
+from lerf.train.supervision import clip_loss, sample_crop_fracs
 from lerf.train.trainer import train
 from tests.helpers import LANG_RUN_STEPS, tiny_config
 
@@ -60,6 +60,25 @@ def test_clip_loss_nan_safe_and_kinds():
         assert torch.isfinite(clip_loss(pred, target, kind, 1.25))
     with pytest.raises(ValueError, match="huber or cosine"):
         clip_loss(pred, target, "l3", 1.25)
+
+
+def test_crop_sampling_uniform_and_log_uniform():
+    from types import SimpleNamespace
+
+    from lerf.train.supervision import LanguageSupervision
+
+    sup = LanguageSupervision(None, SimpleNamespace(min_frac=0.05, max_frac=0.5), None, 256, torch.ones(1))
+    g = torch.Generator().manual_seed(0)
+    lin = sample_crop_fracs(200_000, sup, g, "uniform")
+    log = sample_crop_fracs(200_000, sup, g, "log_uniform")
+    for fracs in (lin, log):
+        assert fracs.min() >= 0.05 and fracs.max() <= 0.5
+    # Share of crops at or below 12 % of the image height: 0.07 / 0.45 linearly, log(2.4) / log(10) in log.
+    assert (lin <= 0.12).float().mean().item() == pytest.approx(0.07 / 0.45, abs=0.01)
+    assert (log <= 0.12).float().mean().item() == pytest.approx(math.log(2.4) / math.log(10), abs=0.01)
+    assert log.median().item() == pytest.approx(math.sqrt(0.05 * 0.5), rel=0.02)
+    with pytest.raises(ValueError, match="crop_sampling"):
+        sample_crop_fracs(4, sup, g, "cubic")
 
 
 def test_relevancy_higher_inside_object(lang_run):

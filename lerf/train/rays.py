@@ -24,23 +24,35 @@ class RayBatch:
 
 
 class RaySampler:
-    """Uniform over (training image, pixel); all randomness from one explicit generator."""
+    """Uniform over (training image, pixel), or a `share` of each batch from a rarity sampler
+    (lerf/train/rarity.py); all randomness from one explicit generator."""
 
-    def __init__(self, scene: SceneData, device: torch.device):
+    def __init__(self, scene: SceneData, device: torch.device, rarity=None, share: float = 0.0):
         self.scene = scene
         self.device = device
         self.train_idx = torch.tensor(scene.train_idx, dtype=torch.long)
         self.cameras = scene.cameras.to(device)
+        self.rarity, self.share = rarity, share if rarity is not None else 0.0
+
+    def pixels(self, num_rays: int, generator: torch.Generator
+               ) -> tuple[Int[Tensor, " r"], Int[Tensor, " r"], Int[Tensor, " r"]]:
+        """(scene image index, row, column) of each ray: the first round(share x r) from the
+        rarity sampler, the rest uniform."""
+        rare = int(round(self.share * num_rays))
+        n = num_rays - rare
+        img = self.train_idx[torch.randint(len(self.train_idx), (n,), generator=generator)]
+        row = torch.randint(self.scene.height, (n,), generator=generator)
+        col = torch.randint(self.scene.width, (n,), generator=generator)
+        if rare:
+            r_img, r_row, r_col = self.rarity.sample(rare, generator)
+            img, row, col = torch.cat([r_img, img]), torch.cat([r_row, row]), torch.cat([r_col, col])
+        return img, row, col
 
     def sample(self, num_rays: int, generator: torch.Generator,
                c2w: Optional[Float[Tensor, "n 3 4"]] = None) -> RayBatch:
         """`c2w` replaces the scene's poses (on the device), e.g. the pose-refined ones, so that
         gradients reach the pose corrections through the rays."""
-        h, w = self.scene.height, self.scene.width
-        pick = torch.randint(len(self.train_idx), (num_rays,), generator=generator)
-        img = self.train_idx[pick]
-        row = torch.randint(h, (num_rays,), generator=generator)
-        col = torch.randint(w, (num_rays,), generator=generator)
+        img, row, col = self.pixels(num_rays, generator)
         rgb = self.scene.images[img, row, col].float() / 255.0
         u, v = (col.float() + 0.5).to(self.device), (row.float() + 0.5).to(self.device)
         img_d = img.to(self.device)

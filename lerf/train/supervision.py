@@ -65,10 +65,22 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     return LanguageSupervision(clip_encoder, pyramid, dino_maps, scene.height, scene.cameras.fy_px.to(device))
 
 
-def sample_crop_fracs(n: int, sup: LanguageSupervision, generator: torch.Generator) -> Float[Tensor, " n"]:
-    """Each training ray describes a crop of random size within the pyramid (LERF §3.1)."""
+CROP_SAMPLINGS = ("uniform", "log_uniform")
+
+
+def sample_crop_fracs(n: int, sup: LanguageSupervision, generator: torch.Generator,
+                      sampling: str = "uniform") -> Float[Tensor, " n"]:
+    """Each training ray describes a crop of random size within the pyramid (LERF §3.1):
+    uniform in crop fraction (LERF) or in its logarithm (`model.language.crop_sampling`).
+
+    Example: pyramid 0.05-0.5, log_uniform: u = 0.5 gives sqrt(0.05 * 0.5) = 0.158."""
     lo, hi = sup.clip_pyramid.min_frac, sup.clip_pyramid.max_frac
-    return lo + (hi - lo) * torch.rand(n, generator=generator)
+    u = torch.rand(n, generator=generator)
+    if sampling == "uniform":
+        return lo + (hi - lo) * u
+    if sampling == "log_uniform":
+        return lo * (hi / lo) ** u
+    raise ValueError(f"model.language.crop_sampling must be one of {CROP_SAMPLINGS}, got '{sampling}'")
 
 
 def clip_loss(pred: Float[Tensor, "r d"], target: Float[Tensor, "r d"], kind: str, delta: float) -> Tensor:
@@ -106,7 +118,7 @@ def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: Langua
                     generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
     lcfg = model.cfg.language
     device = batch.u.device
-    fracs = sample_crop_fracs(batch.u.shape[0], sup, generator).to(device)
+    fracs = sample_crop_fracs(batch.u.shape[0], sup, generator, lcfg.crop_sampling).to(device)
     crop_px_over_f = fracs * sup.image_height / sup.fy_px[batch.image_idx]
     pos, w, t = model.language_samples(out, lcfg.samples_per_ray)
     scale_m = training_scales(lcfg.scale_mode, crop_px_over_f, t, out["depth"].detach(), batch.z_per_t,

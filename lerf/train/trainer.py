@@ -25,6 +25,7 @@ from lerf.query.visibility import build_visibility, save_visibility
 from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
 from lerf.train.provenance import write_provenance
+from lerf.train.rarity import RaritySampler
 from lerf.train.rays import RayBatch, RaySampler
 from lerf.train.runlock import run_lock
 from lerf.train.supervision import LanguageSupervision, build_supervision, language_losses
@@ -218,10 +219,25 @@ def _guarded_losses(run: Run, batch: RayBatch, step: int) -> tuple[torch.Tensor,
     return loss, logs
 
 
+def ray_sampler(run: Run) -> RaySampler:
+    """The run's ray sampler; the rarity clusters are rebuilt from the cached pyramid (seconds),
+    the same on a resume (seeded by trainer.seed)."""
+    tcfg = run.cfg.trainer
+    device = next(run.model.parameters()).device
+    if tcfg.ray_sampling == "uniform":
+        return RaySampler(run.scene, device)
+    if run.supervision is None:
+        raise ValueError("trainer.ray_sampling=rarity clusters the CLIP pyramid; it needs model.language.enabled=true")
+    rarity = RaritySampler(run.supervision.clip_pyramid, run.scene.train_idx, tcfg.rarity_clusters, tcfg.seed)
+    log.info("rarity sampling: %.0f %% of each batch over %d appearance clusters of %s tiles",
+             100 * tcfg.rarity_share, rarity.num_clusters, rarity.cluster_sizes().tolist())
+    return RaySampler(run.scene, device, rarity, tcfg.rarity_share)
+
+
 def train_steps(run: Run, writer) -> float:
     """Steps from run.start to max_steps; returns this session's training seconds."""
     tcfg = run.cfg.trainer
-    sampler = RaySampler(run.scene, next(run.model.parameters()).device)
+    sampler = ray_sampler(run)
     bar = tqdm(range(run.start, tcfg.max_steps), initial=run.start, total=tcfg.max_steps,
                disable=not tcfg.progress, desc="train", dynamic_ncols=True)
     t0 = time.perf_counter()
