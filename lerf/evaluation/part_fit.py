@@ -81,18 +81,25 @@ def field_relevancy(model, cameras, cams: Int[Tensor, " m"], u: Float[Tensor, " 
     return torch.cat(cols, dim=1)
 
 
+def crop_frac_at(pyramid: ClipPyramid, px_m: Float[Tensor, "n h w"], frame: Int[Tensor, " m"],
+                 row: Int[Tensor, " m"], col: Int[Tensor, " m"], scale_m: float
+                 ) -> tuple[Float[Tensor, " m"], Bool[Tensor, " m"]]:
+    """Crop fraction whose physical side at each pixel's depth is `scale_m`, and whether it lies
+    inside the pyramid (background: infinite depth, never inside)."""
+    frac = scale_m / (px_m[frame, row, col] * px_m.shape[1])
+    return frac, torch.isfinite(frac) & (frac >= pyramid.min_frac) & (frac <= pyramid.max_frac)
+
+
 def supervision_relevancy(pyramid: ClipPyramid, px_m: Float[Tensor, "n h w"], frame: Int[Tensor, " m"],
                           row: Int[Tensor, " m"], col: Int[Tensor, " m"], scales_m: Sequence[float],
                           query: Float[Tensor, " d"], texts: TextEmbeddings, temperature: float
                           ) -> tuple[Float[Tensor, "s m"], Bool[Tensor, "s m"]]:
     """Relevancy of the pyramid's embedding at the crop of physical side s, and where that crop
     lies inside the pyramid's range."""
-    h = px_m.shape[1]
     u, v = col.float() + 0.5, row.float() + 0.5
     rels, valid = [], []
     for s in scales_m:
-        frac = s / (px_m[frame, row, col] * h)
-        ok = torch.isfinite(frac) & (frac >= pyramid.min_frac) & (frac <= pyramid.max_frac)
+        frac, ok = crop_frac_at(pyramid, px_m, frame, row, col, s)
         looked = F.normalize(pyramid.lookup(frame, u, v, torch.nan_to_num(frac, posinf=0.0).float()), dim=-1)
         rels.append(relevancy(looked, query, texts.canon, temperature))
         valid.append(ok)
@@ -110,13 +117,11 @@ def point_mean_relevancy(pyramid: ClipPyramid, px_m: Float[Tensor, "n h w"], poi
     to the mean of the targets every view gives there; this is the relevancy of that mean. Views
     that disagree (a thin part's pixels fall in crops dominated by the body in some views) pull
     it towards 0.5 even where the per-pixel mean ("supervision") is higher."""
-    h = px_m.shape[1]
-    _, voxel_of, _ = torch.unique(torch.floor(points / voxel).long(), dim=0, return_inverse=True, return_counts=True)
+    _, voxel_of = torch.unique(torch.floor(points / voxel).long(), dim=0, return_inverse=True)
     n_vox = int(voxel_of.max()) + 1 if len(voxel_of) else 0
     out = []
     for s in scales_m:
-        frac = s / (px_m[frame, row, col] * h)
-        ok = torch.isfinite(frac) & (frac >= pyramid.min_frac) & (frac <= pyramid.max_frac)
+        frac, ok = crop_frac_at(pyramid, px_m, frame, row, col, s)
         if not bool(ok.any()):
             out.append(None)
             continue

@@ -61,10 +61,10 @@ def finest_tiles(pyramid, image_idx: Sequence[int]) -> Float[Tensor, "n d"]:
     """Level-0 embeddings of the images `image_idx`, rows ordered image, tile row, tile column."""
     level = pyramid.levels[0]
     cells = level.cells_per_image
-    rows = [np.arange(i * cells, (i + 1) * cells) for i in image_idx]  # level 0 starts at row 0
-    feats = pyramid.features
-    picked = feats[torch.from_numpy(np.concatenate(rows))] if isinstance(feats, Tensor) else feats[np.concatenate(rows)]
-    return torch.as_tensor(np.asarray(picked.cpu() if isinstance(picked, Tensor) else picked)).float()
+    rows = np.concatenate([np.arange(i * cells, (i + 1) * cells) for i in image_idx])  # level 0 starts at row 0
+    feats = pyramid.features  # a memmap reads only these rows; a device tensor gathers them there
+    picked = feats[torch.from_numpy(rows)] if isinstance(feats, Tensor) else torch.from_numpy(np.asarray(feats[rows]))
+    return picked.float().cpu()
 
 
 class RaritySampler:
