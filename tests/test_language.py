@@ -281,3 +281,18 @@ def test_no_scale_input_makes_the_clip_head_scale_blind():
     assert torch.equal(without.clip_hidden(b, small), without.clip_hidden(b, large))
     with pytest.raises(ValueError, match="scale_mode"):
         _language_field("pixels")
+
+
+@pytest.mark.parametrize("mode", ["depth", "none"])
+def test_clip_hidden_per_scale_matches_clip_hidden(mode):
+    """The query's hoisted first layer gives the head's hidden output at every scale, scale-blind too."""
+    torch.manual_seed(0)
+    field = _language_field(mode)
+    b = torch.randn(7, 8)
+    scales = [0.0, 0.05, 0.6, 2.0]
+    hoisted = list(field.clip_hidden_per_scale(b, scales))
+    assert len(hoisted) == len(scales)
+    for s, h in zip(scales, hoisted):
+        torch.testing.assert_close(h, field.clip_hidden(b, torch.full((7,), s)), rtol=1e-5, atol=1e-6)
+    if mode == "depth":
+        assert not torch.allclose(hoisted[1], hoisted[3])

@@ -6,6 +6,8 @@ head does not (DINO features are per pixel, scale-free).
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -50,6 +52,25 @@ class LanguageField(nn.Module):
     def clip_hidden(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n h"]:
         """The CLIP head up to its last (linear) layer: clip = W·hidden + c."""
         return self.clip_head[:-1](self._head_input(bottleneck, scale_m))
+
+    def clip_hidden_per_scale(self, bottleneck: Float[Tensor, "n b"], scales_m: list[float]
+                              ) -> Iterator[Float[Tensor, "n h"]]:
+        """`clip_hidden` of every sample at each scale in turn, for queries that search many scales.
+
+        The head's first layer is linear in its input [bottleneck, scale]: W·[b; s] + c =
+        (W_b·b + c) + s·w_s. The bottleneck part is computed once and only s·w_s changes per
+        scale, which saves one of the head's layers per scale (about a third of a query's
+        language pass). Equal to `clip_hidden` up to float rounding.
+        """
+        first = self.clip_head[0]
+        width = bottleneck.shape[-1]
+        base = nn.functional.linear(bottleneck, first.weight[:, :width], first.bias)
+        scale_column = first.weight[:, width]
+        rest = self.clip_head[1:-1]
+        for s in scales_m:
+            # scale_mode "none": the head sees 0 whatever the scale (as _head_input). Always a new
+            # tensor: the head's ReLUs work in place and `base` serves every scale.
+            yield rest(base + (0.0 if self.scale_blind else float(s)) * scale_column)
 
     @property
     def clip_out(self) -> nn.Linear:

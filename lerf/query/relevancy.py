@@ -168,8 +168,7 @@ def clip_factors(model, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"], sc
     layer = model.language.clip_out
     normalize = model.cfg.language.normalize_samples
     hidden, wsums, norms = [], [], []
-    for s in scales_m.tolist():
-        h = model.language.clip_hidden(bottleneck, torch.full((r * k,), float(s), device=w.device))
+    for h in model.language.clip_hidden_per_scale(bottleneck, scales_m.tolist()):
         wk = w / layer(h).norm(dim=-1).reshape(r, k).clamp_min(1e-12) if normalize else w
         big_h = torch.einsum("rk,rkh->rh", wk, h.reshape(r, k, -1))
         a = wk.sum(-1)
