@@ -8,18 +8,31 @@ from lerf.query.relevancy import relevancy_renderer
 from lerf.query.render import render_view
 
 
+# The relevancy picture runs the CLIP head at every searched scale for every pixel: at the demo's
+# 256 px that cost ~20 s per picture on 2 CPU cores, most of the picture's time. A progress
+# picture needs no more than this many pixels on its long side (RGB and depth stay full size).
+RELEVANCY_MAX_PX = 128
+
+
 def tensorboard_images(writer, model: LerfModel, scene: SceneData, supervision, cfg, step: int) -> None:
     """One held-out view in TensorBoard: RGB, ground truth, depth (and relevancy if configured)."""
     model.eval()
     cam = scene.eval_idx[0]
-    lang = None
-    prompt = cfg.relevancy.tensorboard_prompt
-    if supervision is not None and prompt and model.language is not None:
-        lang = relevancy_renderer(model, supervision.text_encoder, prompt, cfg.relevancy)
-    rendered = render_view(model, scene.cameras, cam, cfg.trainer.eval_chunk, extras=lang)
+    chunk = cfg.trainer.eval_chunk
+    rendered = render_view(model, scene.cameras, cam, chunk)
     writer.add_image("eval/rgb", rendered["rgb"].clamp(0, 1), step, dataformats="HWC")
     writer.add_image("eval/gt", scene.image_float(cam), step, dataformats="HWC")
     writer.add_image("eval/depth", colorize(rendered["depth_m"]), step, dataformats="HWC")
-    if "relevancy" in rendered:
-        writer.add_image(f"eval/relevancy/{prompt}", colorize(rendered["relevancy"], vmin=0.0, vmax=1.0), step,
+    prompt = cfg.relevancy.tensorboard_prompt
+    if supervision is not None and prompt and model.language is not None:
+        lang = relevancy_renderer(model, supervision.text_encoder, prompt, cfg.relevancy)
+        relevancy = render_view(model, relevancy_camera(scene.cameras, cam), 0, chunk, extras=lang)["relevancy"]
+        writer.add_image(f"eval/relevancy/{prompt}", colorize(relevancy, vmin=0.0, vmax=1.0), step,
                          dataformats="HWC")
+
+
+def relevancy_camera(cameras, cam: int):
+    """Camera `cam` alone, shrunk to at most RELEVANCY_MAX_PX on its long side (same field of view)."""
+    one = cameras.subset([cam])
+    factor = min(1.0, RELEVANCY_MAX_PX / max(one.width, one.height))
+    return one.resized(max(1, round(one.width * factor)), max(1, round(one.height * factor)))
