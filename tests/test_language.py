@@ -209,6 +209,27 @@ def test_eval_scripts_write_reports(lang_run, tmp_path):
     assert (tmp_path / "localization.md").read_text().startswith("#")
 
 
+def test_one_pass_evaluation_matches_the_two_reports_and_renders_each_view_once(lang_run, tmp_path):
+    """The end-of-training pass (one cached view at a time) writes what the two scripts write."""
+    from lerf.evaluation.language_eval import (evaluate_localization, evaluate_localization_and_segmentation,
+                                               evaluate_segmentation)
+    from lerf.evaluation.run_eval import LabelledEvalArgs, labelled_views, open_run
+
+    engine, scene, name, _ = open_run(LabelledEvalArgs(run=str(lang_run), device="cpu"))
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    evaluate_localization(engine, scene, name, tmp_path / "two")
+    evaluate_segmentation(engine, scene, name, tmp_path / "two")
+    engine.max_cached_views, engine._views = 1, type(engine._views)()
+    renders = []
+    render = engine._render
+    engine._render = lambda cameras, cam: renders.append(cam) or render(cameras, cam)
+    evaluate_localization_and_segmentation(engine, scene, name, tmp_path / "one")
+    assert sorted(renders) == sorted(cam for _, cam in labelled_views(scene, None))  # each labelled view once
+    for report in ("localization.json", "segmentation.json"):
+        assert json.loads((tmp_path / "one" / report).read_text()) == json.loads((tmp_path / "two" / report).read_text())
+
+
 def test_eval_query_time_switches_reach_the_engine(lang_run):
     from lerf.evaluation.run_eval import LabelledEvalArgs, open_run
 

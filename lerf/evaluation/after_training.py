@@ -9,7 +9,7 @@ from typing import Optional
 
 from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
-from lerf.evaluation.language_eval import evaluate_localization, evaluate_segmentation
+from lerf.evaluation.language_eval import evaluate_localization_and_segmentation
 from lerf.evaluation.poses import pose_errors
 from lerf.evaluation.views import evaluate_views
 from lerf.model import LerfModel
@@ -31,9 +31,10 @@ def evaluate_trained(model: LerfModel, scene: SceneData, text_encoder: Optional[
         log.info("training poses vs truth: %.3f deg, %.2f mm", poses["rotation_deg"], 1e3 * poses["translation_m"])
     if cfg.trainer.eval_language and text_encoder is not None and scene.labels_dir is not None:
         visibility = load_visibility(run_dir, cfg.relevancy.visibility_min_views)
-        engine = QueryEngine(model, text_encoder, cfg.relevancy, cfg.trainer.eval_chunk, visibility=visibility)
-        loc = evaluate_localization(engine, scene, cfg.scene.name, run_dir)
-        seg = evaluate_segmentation(engine, scene, cfg.scene.name, run_dir)
+        # One labelled view cached at a time: the single pass below asks all of a view's queries together.
+        engine = QueryEngine(model, text_encoder, cfg.relevancy, cfg.trainer.eval_chunk, visibility=visibility,
+                             max_cached_views=1)
+        loc, seg = evaluate_localization_and_segmentation(engine, scene, cfg.scene.name, run_dir)
         log.info("localization %.3f over %d queries %s, mIoU %.3f %s", loc["overall"], loc["num_queries"],
                  loc.get("per_level"), seg["miou"], seg.get("per_level"))
         summary.update({"localization": loc["overall"], "miou": seg["miou"],
