@@ -323,14 +323,14 @@ def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path):
     from omegaconf import OmegaConf
 
     from lerf.data.scene import load_scene
-    from lerf.train.tensorboard import RELEVANCY_MAX_PX, relevancy_camera
+    from lerf.train.tensorboard import RELEVANCY_MAX_PX
 
     scene = load_scene(OmegaConf.to_object(tiny_config(tmp_path)).scene)
     big = scene.cameras.resized(3 * RELEVANCY_MAX_PX, 2 * RELEVANCY_MAX_PX)
-    small = relevancy_camera(big, 1)
+    small = big.subset([1]).within(RELEVANCY_MAX_PX)  # as tensorboard_images shrinks its view
     assert (small.width, small.height) == (RELEVANCY_MAX_PX, round(2 * RELEVANCY_MAX_PX / 3))
     assert small.c2w.shape[0] == 1 and torch.equal(small.c2w[0], big.c2w[1])
     # the field of view is kept: focal length scales with the width
     assert float(small.fx_px[0]) == pytest.approx(float(big.fx_px[1]) / 3, rel=1e-6)
-    tiny = relevancy_camera(scene.cameras, 0)  # already small: unchanged
+    tiny = scene.cameras.subset([0]).within(RELEVANCY_MAX_PX)  # already small: unchanged
     assert (tiny.width, tiny.height) == (scene.cameras.width, scene.cameras.height)

@@ -43,6 +43,12 @@ class Cameras:
         return Cameras(self.c2w, self.fx_px * sx, self.fy_px * sy, self.cx_px * sx, self.cy_px * sy, width, height,
                        self.distortion)
 
+    def within(self, max_px: int) -> "Cameras":
+        """The same cameras shrunk (never enlarged) to at most `max_px` on the long side.
+        Example: 256x192 within 128 -> 128x96; 64x48 within 128 -> unchanged."""
+        factor = min(1.0, max_px / max(self.width, self.height))
+        return self.resized(max(1, round(self.width * factor)), max(1, round(self.height * factor)))
+
     def subset(self, index: list[int]) -> "Cameras":
         idx = torch.as_tensor(index, dtype=torch.long)
         return Cameras(self.c2w[idx], self.fx_px[idx], self.fy_px[idx], self.cx_px[idx], self.cy_px[idx],

@@ -58,8 +58,7 @@ def visibility_grid_counts(model, cameras: Cameras, views: list[int], resolution
                            chunk: int = 4096) -> Int[Tensor, "g g g"]:
     """Count, for every cell centre, the `views` that see it, from depths rendered at most
     `max_px` on the long side (a visibility test needs no full-resolution depth)."""
-    factor = min(1.0, max_px / max(cameras.width, cameras.height))
-    small = cameras.resized(max(1, round(cameras.width * factor)), max(1, round(cameras.height * factor)))
+    small = cameras.within(max_px)
     geometry = model.geometry
     points = from_unit_cube(cell_centres(resolution), geometry.bounded, geometry.bound)
     # A cell is seen when any of it may be in front of the surface: allow one cell of slack

@@ -26,13 +26,8 @@ def tensorboard_images(writer, model: LerfModel, scene: SceneData, supervision, 
     prompt = cfg.relevancy.tensorboard_prompt
     if supervision is not None and prompt and model.language is not None:
         lang = relevancy_renderer(model, supervision.text_encoder, prompt, cfg.relevancy)
-        relevancy = render_view(model, relevancy_camera(scene.cameras, cam), 0, chunk, extras=lang)["relevancy"]
+        small = scene.cameras.subset([cam]).within(RELEVANCY_MAX_PX)
+        relevancy = render_view(model, small, 0, chunk, extras=lang)["relevancy"]
         writer.add_image(f"eval/relevancy/{prompt}", colorize(relevancy, vmin=0.0, vmax=1.0), step,
                          dataformats="HWC")
 
-
-def relevancy_camera(cameras, cam: int):
-    """Camera `cam` alone, shrunk to at most RELEVANCY_MAX_PX on its long side (same field of view)."""
-    one = cameras.subset([cam])
-    factor = min(1.0, RELEVANCY_MAX_PX / max(one.width, one.height))
-    return one.resized(max(1, round(one.width * factor)), max(1, round(one.height * factor)))
