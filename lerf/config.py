@@ -110,8 +110,14 @@ class LanguageConfig:
     # crop fraction (ours): with 5-50 % crops, 38 % of rays at or below 12 % of the image
     # height, where parts are read, instead of 16 %.
     crop_sampling: str = "uniform"
+    # Rays of each batch that the language losses read, spread evenly over the batch (so a
+    # rarity batch keeps its mix); 0 = all (LERF). Ours, for CPU presets: the language field is
+    # over half of a CPU step, and it gains little from more rays per step (README, "Thin parts").
+    rays_per_batch: int = 0
 
     def __post_init__(self) -> None:
+        if self.rays_per_batch < 0:
+            raise ValueError(f"model.language.rays_per_batch must be >= 0 (0 = every ray), got {self.rays_per_batch}")
         if self.crop_sampling not in ("uniform", "log_uniform"):
             raise ValueError(f"model.language.crop_sampling must be uniform or log_uniform, got '{self.crop_sampling}'")
 
@@ -236,6 +242,10 @@ class TrainerConfig:
     ray_sampling: str = "uniform"
     rarity_share: float = 0.5
     rarity_clusters: int = 32
+    # Weight each ray's RGB, interlevel and distortion losses by uniform / rarity-mixture draw
+    # probability, so the radiance field and its proposal networks fit what uniform rays would ask
+    # (in expectation) and only the language losses see the emphasis. false: every ray counts once.
+    rarity_unbiased_nerf: bool = True
 
     def __post_init__(self) -> None:
         if self.ray_sampling not in ("uniform", "rarity"):

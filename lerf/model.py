@@ -163,7 +163,7 @@ class LerfModel(nn.Module):
         pos = out["positions"].detach().gather(1, idx[..., None].expand(-1, -1, 3))
         return pos, w, out["t_mid"].detach().gather(1, idx)
 
-    def language_bottleneck(self, pos: Float[Tensor, "r k 3"]) -> Float[Tensor, "rk b"]:
+    def language_bottleneck(self, pos: Float[Tensor, "... 3"]) -> Float[Tensor, "n b"]:
         """Scale-independent part of the language field, shared by every scale of a query."""
         if self.language is None:
             raise RuntimeError("this model has no language field (model.language.enabled=false)")
@@ -193,8 +193,7 @@ class LerfModel(nn.Module):
         bottleneck = self.language_bottleneck(pos)
         out = {"clip": self.composite_clip(bottleneck, w, scale_m)}
         if self.language.dino_head is not None:
-            r, k = w.shape
-            out["dino"] = volume.composite(w, self.language.dino(bottleneck).reshape(r, k, -1))
+            out["dino"] = self.language.composite_dino(bottleneck, w)
         return out
 
 

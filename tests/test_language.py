@@ -112,6 +112,34 @@ def test_cached_query_matches_exact(lang_run):
         assert cached.peak() == exact.peak()
 
 
+def test_clip_factors_skip_zero_weight_samples_exactly(lang_run):
+    """The query cache's factors, computed on the samples of non-zero weight only, equal the
+    dense formula over every sample (H = sum w_k/n_k h_k, A = sum w_k/n_k, norm ||W H + c A||)."""
+    from lerf.query.relevancy import clip_factors
+
+    model = load_run(lang_run, "cpu").model
+    g = torch.Generator().manual_seed(0)
+    r, k = 64, model.cfg.language.samples_per_ray
+    pos = model.geometry.bound * (2 * torch.rand(r, k, 3, generator=g) - 1) * 0.5
+    w = torch.rand(r, k, generator=g)
+    w[torch.rand(r, k, generator=g) < 0.3] = 0.0  # as the visibility filter drops samples
+    w[0] = 0.0  # a ray with nothing visible
+    scales = torch.tensor([0.05, 0.5, 1.5])
+    with torch.no_grad():
+        big_h, a, norms = clip_factors(model, pos, w, scales)
+        b = model.language_bottleneck(pos)
+        layer = model.language.clip_out
+        for i, s in enumerate(scales.tolist()):
+            h = model.language.clip_hidden(b, torch.full((r * k,), s))
+            wk = w / layer(h).norm(dim=-1).reshape(r, k) if model.cfg.language.normalize_samples else w
+            dense_h = torch.einsum("rk,rkh->rh", wk, h.reshape(r, k, -1))
+            torch.testing.assert_close(big_h[i], dense_h, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(a[i], wk.sum(-1), rtol=1e-5, atol=1e-6)
+            dense_norm = (dense_h @ layer.weight.T + wk.sum(-1)[:, None] * layer.bias).norm(dim=-1)
+            torch.testing.assert_close(norms[i], dense_norm, rtol=1e-5, atol=1e-6)
+    assert torch.equal(big_h[:, 0], torch.zeros_like(big_h[:, 0])) and torch.equal(norms[:, 0], torch.zeros(3))
+
+
 def test_query_cli_outputs_and_no_overwrite(lang_run, tmp_path):
     import query
 
@@ -317,6 +345,29 @@ def test_clip_hidden_per_scale_matches_clip_hidden(mode):
         torch.testing.assert_close(h, field.clip_hidden(b, torch.full((7,), s)), rtol=1e-5, atol=1e-6)
     if mode == "depth":
         assert not torch.allclose(hoisted[1], hoisted[3])
+
+
+def test_composite_dino_equals_compositing_per_sample_features():
+    """The DINO head's last layer applied once per ray after the weighted sum = per sample before it,
+    weights not summing to 1 included (the bias scales with the ray's total weight)."""
+    from lerf.config import GridConfig, LanguageConfig
+    from lerf.fields.language_field import LanguageField
+    from lerf.render import volume
+
+    torch.manual_seed(0)
+    cfg = LanguageConfig(grids=[GridConfig(num_levels=2, features_per_level=2, log2_hashmap_size=8,
+                                           base_resolution=4, max_resolution=8)],
+                         bottleneck_dim=8, hidden_dim=16, dino_layers=1)
+    field = LanguageField(cfg, "torch", clip_dim=6, dino_dim=5)
+    torch.nn.init.normal_(field.dino_head[-1].bias)  # a non-zero bias, which the weight sum must scale
+    r, k = 4, 3
+    b = torch.randn(r * k, 8)
+    w = torch.rand(r, k)
+    w[0] = 0.0  # an empty ray renders zero
+    w[1] *= 0.1  # a ray that is mostly transparent
+    per_sample = volume.composite(w, field.dino(b).reshape(r, k, -1))
+    torch.testing.assert_close(field.composite_dino(b, w), per_sample, rtol=1e-5, atol=1e-6)
+    assert torch.equal(field.composite_dino(b, w)[0], torch.zeros(5))
 
 
 def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path):

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from lerf.render.losses import distortion_loss, interlevel_loss, outer_weights
@@ -82,3 +83,21 @@ def test_distortion_worked_examples():
     direct = (w[:, :, None] * w[:, None, :] * (mids[:, :, None] - mids[:, None, :]).abs()).sum((1, 2)) \
         + (w ** 2 * (edges[:, 1:] - edges[:, :-1])).sum(-1) / 3
     assert torch.allclose(distortion_loss(edges, w), direct.mean(), atol=1e-6)
+
+
+def test_ray_weights_scale_each_rays_share_of_the_nerf_losses():
+    """Importance weights (rarity batches): weight 1 everywhere is the plain loss, and a ray of
+    weight w counts w times; a ray of weight 0 not at all."""
+    g = torch.Generator().manual_seed(0)
+    edges = torch.sort(torch.rand(4, 6, generator=g), dim=-1).values
+    weights = torch.rand(4, 5, generator=g) / 5
+    prop_edges = torch.sort(torch.rand(4, 4, generator=g), dim=-1).values
+    prop_weights = torch.rand(4, 3, generator=g) / 3
+    ones, w = torch.ones(4), torch.tensor([0.0, 2.0, 1.0, 0.5])
+    for loss in (lambda rw: interlevel_loss(edges, weights, prop_edges, prop_weights, ray_weight=rw),
+                 lambda rw: distortion_loss(edges, weights, rw)):
+        assert loss(ones).item() == pytest.approx(loss(None).item())
+        per_ray = torch.stack([loss(torch.eye(4)[i] * 4) for i in range(4)])  # each ray's own value
+        assert per_ray.mean().item() == pytest.approx(loss(None).item(), rel=1e-5)
+        assert loss(w).item() == pytest.approx((w * per_ray).mean().item(), rel=1e-5)
+        assert per_ray.min() >= 0 and loss(w).item() != pytest.approx(loss(None).item())

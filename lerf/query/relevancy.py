@@ -162,14 +162,24 @@ def render_clip_factors(model, out: dict[str, Tensor], scales_m: Float[Tensor, "
 
 def clip_factors(model, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"], scales_m: Float[Tensor, " s"]
                  ) -> tuple[Float[Tensor, "s r h"], Float[Tensor, "s r"], Float[Tensor, "s r"]]:
-    """`render_clip_factors` of given language samples (positions, weights)."""
-    bottleneck = model.language_bottleneck(pos)
+    """`render_clip_factors` of given language samples (positions, weights).
+
+    A sample of weight 0 (one the visibility filter dropped: about 10 % on the demo's views)
+    adds nothing to H or A, so the field runs only on the others; the dropped ones enter the
+    sums as exact zeros, as they did when the head ran on them.
+    """
     r, k = w.shape
+    kept = (w.reshape(-1) > 0).nonzero().squeeze(-1)
+    bottleneck = model.language_bottleneck(pos.reshape(-1, 3)[kept])
     layer = model.language.clip_out
     normalize = model.cfg.language.normalize_samples
     hidden, wsums, norms = [], [], []
-    for h in model.language.clip_hidden_per_scale(bottleneck, scales_m.tolist()):
-        wk = w / layer(h).norm(dim=-1).reshape(r, k).clamp_min(1e-12) if normalize else w
+    for h_kept in model.language.clip_hidden_per_scale(bottleneck, scales_m.tolist()):
+        h = h_kept.new_zeros(r * k, h_kept.shape[-1]).index_copy_(0, kept, h_kept)
+        wk = w
+        if normalize:
+            norm = w.new_ones(r * k).index_copy_(0, kept, layer(h_kept).norm(dim=-1).clamp_min(1e-12))
+            wk = w / norm.reshape(r, k)
         big_h = torch.einsum("rk,rkh->rh", wk, h.reshape(r, k, -1))
         a = wk.sum(-1)
         hidden.append(big_h)

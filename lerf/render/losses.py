@@ -1,6 +1,8 @@
 """Losses of the radiance field and the proposal networks (mip-NeRF 360, Barron et al. 2022)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -25,6 +27,7 @@ def outer_weights(
 def interlevel_loss(
     edges: Float[Tensor, "rays n_plus_1"], weights: Float[Tensor, "rays n"],
     prop_edges: Float[Tensor, "rays k_plus_1"], prop_weights: Float[Tensor, "rays k"], eps: float = 1e-7,
+    ray_weight: Optional[Float[Tensor, " rays"]] = None,
 ) -> Tensor:
     """mip-NeRF 360 eq. 13: proposal weights must bound the NeRF's; only the proposal learns.
     Averaged over rays and samples, as nerfstudio's `interlevel_loss` does.
@@ -34,10 +37,12 @@ def interlevel_loss(
     """
     w = weights.detach()
     outer = outer_weights(edges.detach(), prop_edges.detach(), prop_weights)
-    return ((w - outer).clamp_min(0.0) ** 2 / (w + eps)).mean()
+    per_sample = (w - outer).clamp_min(0.0) ** 2 / (w + eps)
+    return per_sample.mean() if ray_weight is None else (ray_weight[:, None] * per_sample).mean()
 
 
-def distortion_loss(edges: Float[Tensor, "rays n_plus_1"], weights: Float[Tensor, "rays n"]) -> Tensor:
+def distortion_loss(edges: Float[Tensor, "rays n_plus_1"], weights: Float[Tensor, "rays n"],
+                    ray_weight: Optional[Float[Tensor, " rays"]] = None) -> Tensor:
     """mip-NeRF 360 eq. 15 in its O(n) form, over normalised spacing coordinates.
 
     sum_{i,j} w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (s_{i+1} - s_i). Example: one bin (0, 1)
@@ -51,8 +56,15 @@ def distortion_loss(edges: Float[Tensor, "rays n_plus_1"], weights: Float[Tensor
     # For i > j, |m_i - m_j| = m_i - m_j (mids are sorted): 2 * sum_i w_i (m_i W_{<i} - WM_{<i}).
     cross = 2 * (wm * (w_cum - weights) - weights * (wm_cum - wm)).sum(-1)
     self_term = (weights ** 2 * widths).sum(-1) / 3
-    return (cross + self_term).mean()
+    per_ray = cross + self_term
+    return per_ray.mean() if ray_weight is None else (ray_weight * per_ray).mean()
 
 
-def rgb_loss(pred: Float[Tensor, "rays 3"], target: Float[Tensor, "rays 3"]) -> Tensor:
-    return torch.mean((pred - target) ** 2)
+def rgb_loss(pred: Float[Tensor, "rays 3"], target: Float[Tensor, "rays 3"],
+             weight: Optional[Float[Tensor, " rays"]] = None) -> Tensor:
+    """Mean squared error; with `weight`, each ray's error times its importance weight (a plain
+    mean, not divided by the weights' sum, so that the estimate stays unbiased). The interlevel
+    and distortion losses take the same `ray_weight`."""
+    if weight is None:
+        return torch.mean((pred - target) ** 2)
+    return torch.mean(weight[:, None] * (pred - target) ** 2)

@@ -14,6 +14,14 @@ So each of the k appearance clusters gets 1/k of the rarity rays, however few ti
 Example: 32 clusters, share 0.5: a cluster of 40 tiles among 16,000 (0.25 %) receives
 0.5/32 + 0.5 x 0.0025 = 1.7 % of the rays instead of 0.25 %. With real CLIP the clusters are
 whatever the encoder tells apart; nothing here reads the demo's labels.
+
+The emphasis is meant for the language field only. Left as it is, it also changes what the
+radiance field fits: rare surfaces count several times over in the photometric loss and the
+common ones less, which cost 1.5-1.8 dB of held-out PSNR on demo seed 1 (README, "Thin parts").
+`RaritySampler.relative_density` gives each pixel's draw probability relative to a uniform
+draw, from which the trainer weights each ray's RGB, interlevel and distortion losses by
+uniform / mixture probability (importance sampling): the radiance field's objective is then, in
+expectation, that of LERF's uniform rays (`trainer.rarity_unbiased_nerf`).
 """
 from __future__ import annotations
 
@@ -90,6 +98,31 @@ class RaritySampler:
 
     def cluster_sizes(self) -> Int[Tensor, " k"]:
         return self.count.clone()
+
+    def tile_probabilities(self) -> Float[Tensor, " t"]:
+        """Probability that one `sample` draw picks each tile (image-major order): 1 / (k x size
+        of the tile's cluster). Sums to 1."""
+        prob = torch.zeros(len(self.order), dtype=torch.float64)
+        for start, count in zip(self.start.tolist(), self.count.tolist()):
+            prob[self.order[start:start + count]] = 1.0 / (self.num_clusters * count)
+        return prob
+
+    def relative_density(self, height: int, width: int) -> Float[Tensor, "i h w"]:
+        """How many times more likely `sample` draws each pixel of the training images (in
+        train_idx order) than a draw uniform over all their pixels: 1 where it matches, 0 where
+        no tile covers the pixel. Overlapping tiles add up. Mean over all pixels 1.
+
+        Example: 2 images of 4 x 4 pixels, four 2 x 2 tiles each, one cluster of a single tile
+        and one of the other 7: that tile's 4 pixels have density 0.5 / 4 per pixel against a
+        uniform 1 / 32, i.e. 4; the other 28 pixels (0.5 / 7) / 4 / (1 / 32) = 4 / 7.
+        """
+        rows, cols, c = len(self.tops), len(self.lefts), self.crop_px
+        tiles = self.tile_probabilities().reshape(len(self.train_idx), rows, cols) / (c * c)
+        density = torch.zeros(len(self.train_idx), height, width, dtype=torch.float64)
+        for a, top in enumerate(self.tops.tolist()):
+            for b, left in enumerate(self.lefts.tolist()):
+                density[:, top:top + c, left:left + c] += tiles[:, a, b, None, None]
+        return (density * density[0].numel() * len(self.train_idx)).float()
 
     def sample(self, n: int, generator: torch.Generator
                ) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Int[Tensor, " n"]]:

@@ -17,6 +17,7 @@ from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_m
 from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_crop_fracs
 from lerf.fields.language_field import SCALE_MODES
 from lerf.model import LerfModel
+from lerf.train.rays import spread_indices
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,10 @@ def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: Langua
                     generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
     lcfg = model.cfg.language
     device = batch.u.device
+    if 0 < lcfg.rays_per_batch < batch.u.shape[0]:  # a subset of the batch, evenly spread
+        idx = spread_indices(batch.u.shape[0], lcfg.rays_per_batch).to(device)
+        batch = batch.subset(idx)
+        out = {key: out[key][idx] for key in ("weights", "positions", "t_mid", "depth")}
     fracs = sample_crop_fracs(batch.u.shape[0], sup, generator, lcfg.crop_sampling).to(device)
     crop_px_over_f = fracs * sup.image_height / sup.fy_px[batch.image_idx]
     pos, w, t = model.language_samples(out, lcfg.samples_per_ray)

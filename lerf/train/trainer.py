@@ -56,10 +56,12 @@ def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torc
     """Forward one batch of rays and sum every loss; returns the total and scalar logs."""
     cfg = model.cfg
     out = model(batch.origins, batch.dirs, step=step, jitter=True, generator=generator, frame_idx=batch.image_idx)
-    loss_rgb = rgb_loss(out["rgb"], batch.rgb)
-    loss_inter = sum(interlevel_loss(out["bins"], out["weights"], b, w)
+    # batch.ray_weight (rarity batches): every loss of the radiance field and its proposal
+    # networks is importance-weighted back to uniform rays; the language losses are not.
+    loss_rgb = rgb_loss(out["rgb"], batch.rgb, batch.ray_weight)
+    loss_inter = sum(interlevel_loss(out["bins"], out["weights"], b, w, ray_weight=batch.ray_weight)
                      for b, w in zip(out["prop_bins"], out["prop_weights"]))
-    loss_dist = distortion_loss(out["bins"], out["weights"])
+    loss_dist = distortion_loss(out["bins"], out["weights"], batch.ray_weight)
     total = loss_rgb + cfg.interlevel_weight * loss_inter + cfg.distortion_weight * loss_dist
     logs = {"loss/rgb": loss_rgb.item(), "loss/interlevel": _scalar(loss_inter), "loss/distortion": loss_dist.item(),
             "psnr": _psnr(loss_rgb.item())}
@@ -231,7 +233,7 @@ def ray_sampler(run: Run) -> RaySampler:
     rarity = RaritySampler(run.supervision.clip_pyramid, run.scene.train_idx, tcfg.rarity_clusters, tcfg.seed)
     log.info("rarity sampling: %.0f %% of each batch over %d appearance clusters of %s tiles",
              100 * tcfg.rarity_share, rarity.num_clusters, rarity.cluster_sizes().tolist())
-    return RaySampler(run.scene, device, rarity, tcfg.rarity_share)
+    return RaySampler(run.scene, device, rarity, tcfg.rarity_share, tcfg.rarity_unbiased_nerf)
 
 
 def train_steps(run: Run, writer) -> float:
