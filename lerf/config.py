@@ -244,8 +244,10 @@ class TrainerConfig:
     rarity_clusters: int = 32
     # Weight each ray's RGB, interlevel and distortion losses by uniform / rarity-mixture draw
     # probability, so the radiance field and its proposal networks fit what uniform rays would ask
-    # (in expectation) and only the language losses see the emphasis. false: every ray counts once.
-    rarity_unbiased_nerf: bool = True
+    # (in expectation) and only the language losses see the emphasis. false (the schema default,
+    # so that runs trained before it existed resume unchanged): every ray counts once. The demo
+    # preset turns it on (conf/trainer/demo.yaml).
+    rarity_unbiased_nerf: bool = False
 
     def __post_init__(self) -> None:
         if self.ray_sampling not in ("uniform", "rarity"):
