@@ -8,6 +8,15 @@ from jaxtyping import Float
 from torch import Tensor
 
 
+def ray_mean(values: Float[Tensor, "rays ..."], ray_weight: Optional[Float[Tensor, " rays"]] = None) -> Tensor:
+    """Mean of per-ray (or per-ray-and-sample) values; with `ray_weight`, each ray's values times
+    its importance weight (a plain mean, not divided by the weights' sum: the estimate stays
+    unbiased). Example: values (1, 3), weights (2, 0) -> (2 + 0) / 2 = 1."""
+    if ray_weight is None:
+        return values.mean()
+    return (ray_weight.reshape(-1, *([1] * (values.dim() - 1))) * values).mean()
+
+
 def outer_weights(
     edges: Float[Tensor, "rays n_plus_1"], prop_edges: Float[Tensor, "rays k_plus_1"],
     prop_weights: Float[Tensor, "rays k"],
@@ -37,8 +46,7 @@ def interlevel_loss(
     """
     w = weights.detach()
     outer = outer_weights(edges.detach(), prop_edges.detach(), prop_weights)
-    per_sample = (w - outer).clamp_min(0.0) ** 2 / (w + eps)
-    return per_sample.mean() if ray_weight is None else (ray_weight[:, None] * per_sample).mean()
+    return ray_mean((w - outer).clamp_min(0.0) ** 2 / (w + eps), ray_weight)
 
 
 def distortion_loss(edges: Float[Tensor, "rays n_plus_1"], weights: Float[Tensor, "rays n"],
@@ -56,15 +64,10 @@ def distortion_loss(edges: Float[Tensor, "rays n_plus_1"], weights: Float[Tensor
     # For i > j, |m_i - m_j| = m_i - m_j (mids are sorted): 2 * sum_i w_i (m_i W_{<i} - WM_{<i}).
     cross = 2 * (wm * (w_cum - weights) - weights * (wm_cum - wm)).sum(-1)
     self_term = (weights ** 2 * widths).sum(-1) / 3
-    per_ray = cross + self_term
-    return per_ray.mean() if ray_weight is None else (ray_weight * per_ray).mean()
+    return ray_mean(cross + self_term, ray_weight)
 
 
 def rgb_loss(pred: Float[Tensor, "rays 3"], target: Float[Tensor, "rays 3"],
-             weight: Optional[Float[Tensor, " rays"]] = None) -> Tensor:
-    """Mean squared error; with `weight`, each ray's error times its importance weight (a plain
-    mean, not divided by the weights' sum, so that the estimate stays unbiased). The interlevel
-    and distortion losses take the same `ray_weight`."""
-    if weight is None:
-        return torch.mean((pred - target) ** 2)
-    return torch.mean(weight[:, None] * (pred - target) ** 2)
+             ray_weight: Optional[Float[Tensor, " rays"]] = None) -> Tensor:
+    """Mean squared error, importance-weighted per ray when `ray_weight` is given (`ray_mean`)."""
+    return ray_mean((pred - target) ** 2, ray_weight)

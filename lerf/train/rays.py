@@ -1,7 +1,7 @@
 """Random training rays drawn across all training images."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 import torch
@@ -26,10 +26,9 @@ class RayBatch:
     ray_weight: Optional[Float[Tensor, " r"]] = None
 
     def subset(self, idx: Int[Tensor, " m"]) -> "RayBatch":
-        """The rays `idx` of this batch."""
-        weight = None if self.ray_weight is None else self.ray_weight[idx]
-        return RayBatch(self.image_idx[idx], self.u[idx], self.v[idx], self.origins[idx], self.dirs[idx],
-                        self.z_per_t[idx], self.rgb[idx], weight)
+        """The rays `idx` of this batch (every per-ray field indexed alike)."""
+        return RayBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[idx]
+                           for f in fields(self)})
 
 
 def spread_indices(total: int, count: int) -> Int[Tensor, " m"]:

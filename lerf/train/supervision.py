@@ -119,14 +119,14 @@ def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: Langua
                     generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
     lcfg = model.cfg.language
     device = batch.u.device
+    pos, w, t = model.language_samples(out, lcfg.samples_per_ray)
+    depth = out["depth"].detach()
     if 0 < lcfg.rays_per_batch < batch.u.shape[0]:  # a subset of the batch, evenly spread
         idx = spread_indices(batch.u.shape[0], lcfg.rays_per_batch).to(device)
-        batch = batch.subset(idx)
-        out = {key: out[key][idx] for key in ("weights", "positions", "t_mid", "depth")}
+        batch, pos, w, t, depth = batch.subset(idx), pos[idx], w[idx], t[idx], depth[idx]
     fracs = sample_crop_fracs(batch.u.shape[0], sup, generator, lcfg.crop_sampling).to(device)
     crop_px_over_f = fracs * sup.image_height / sup.fy_px[batch.image_idx]
-    pos, w, t = model.language_samples(out, lcfg.samples_per_ray)
-    scale_m = training_scales(lcfg.scale_mode, crop_px_over_f, t, out["depth"].detach(), batch.z_per_t,
+    scale_m = training_scales(lcfg.scale_mode, crop_px_over_f, t, depth, batch.z_per_t,
                               model.geometry.scale_factor, lcfg.nominal_depth_m)
     pred = model.render_language(pos, w, scale_m)
     target = sup.clip_pyramid.lookup(batch.image_idx, batch.u, batch.v, fracs).to(device)
