@@ -24,9 +24,12 @@ def at_least(group: str, cfg: Any, minimum: int | float, *names: str) -> None:
 @dataclass
 class SceneConfig:
     name: str = "demo"
-    # "demo": generate the synthetic scene into cache_dir; "nerfstudio": read `path`.
+    # "demo": generate the synthetic scene into cache_dir; "nerfstudio": read `path`
+    # (transforms.json); "colmap": read `path` (images/ + sparse/0, lerf/data/colmap.py).
     kind: str = "demo"
     path: Optional[str] = None
+    # LabelMe-style evaluation labels (frame_XXXXX.json); null: the scene's own labels/ if any.
+    labels_dir: Optional[str] = None
     downscale: int = 1  # uses images_{2,4,8}/ when present, else resizes on load
     # Frame i is held out for evaluation when i % eval_every == 0; 0 trains on every frame (the
     # authors' practice for final models) and leaves no view to evaluate.
@@ -369,6 +372,7 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
         return str(Path(path).expanduser().resolve()) if path else path
 
     cfg.scene.path, cfg.scene.cache_dir = absolute(cfg.scene.path), absolute(cfg.scene.cache_dir)
+    cfg.scene.labels_dir = absolute(cfg.scene.labels_dir)
     cfg.encoder.cache_dir = absolute(cfg.encoder.cache_dir)
     cfg.encoder.clip_checkpoint = absolute(cfg.encoder.clip_checkpoint)
     cfg.encoder.dino_checkpoint = absolute(cfg.encoder.dino_checkpoint)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from lerf.config import SceneConfig
 from lerf.data.cameras import Cameras
+from lerf.data.colmap import read_colmap
 from lerf.data.nerfstudio import RawScene, SceneFormatError, read_nerfstudio
 
 log = logging.getLogger(__name__)
@@ -190,27 +191,49 @@ def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
         raise SceneFormatError(f"scene '{cfg.name}': scene.capture_noise adds synthetic noise to the demo scene only "
                                "(scene.kind=demo); a real capture brings its own")
     if cfg.kind == "nerfstudio":
-        if not cfg.path:
-            raise SceneFormatError(f"scene '{cfg.name}': scene.path is not set; point it at a folder with "
-                                   "transforms.json (for the LERF presets, set LERF_DATA_ROOT)")
-        path = Path(cfg.path).expanduser()
+        path = _capture_path(cfg, "a folder with transforms.json (for the LERF presets, set LERF_DATA_ROOT)")
         if not (path / "transforms.json").is_file():
             raise SceneFormatError(
                 f"scene '{cfg.name}': {path / 'transforms.json'} not found. Download the capture (LERF data set: "
                 "https://drive.google.com/drive/folders/1vh0mSl7v29yaGsxleadcj-LCZOE_WEWB) and unpack it so that "
                 f"{path}/transforms.json exists, or set scene.path / LERF_DATA_ROOT")
         return path
-    raise ValueError(f"scene.kind must be 'demo' or 'nerfstudio', got '{cfg.kind}'")
+    if cfg.kind == "colmap":
+        return _capture_path(cfg, "a COLMAP folder with images/ and sparse/0/ (for scene=lerf_ovs, set LERF_OVS_ROOT)")
+    raise ValueError(f"scene.kind must be 'demo', 'nerfstudio' or 'colmap', got '{cfg.kind}'")
+
+
+def _capture_path(cfg: SceneConfig, what: str) -> Path:
+    if not cfg.path:
+        raise SceneFormatError(f"scene '{cfg.name}': scene.path is not set; point it at {what}")
+    return Path(cfg.path).expanduser()
+
+
+def _read_raw(cfg: SceneConfig, root: Path) -> RawScene:
+    if cfg.kind == "colmap":
+        return read_colmap(root, downscale=cfg.downscale, background=cfg.background_color)
+    return read_nerfstudio(root, downscale=cfg.downscale, background=cfg.background_color)
+
+
+def _labels_dir(cfg: SceneConfig, root: Path) -> Optional[Path]:
+    """scene.labels_dir when set (it must exist), else the scene's own labels/ folder if any."""
+    if cfg.labels_dir:
+        path = Path(cfg.labels_dir).expanduser()
+        if not path.is_dir():
+            raise SceneFormatError(f"scene '{cfg.name}': scene.labels_dir {path} not found; expected a folder of "
+                                   "frame_XXXXX.json label files")
+        return path
+    return root / "labels" if (root / "labels").is_dir() else None
 
 
 def load_scene(cfg: SceneConfig, generate: bool = True) -> SceneData:
     root = scene_root(cfg, generate)
-    raw = read_nerfstudio(root, downscale=cfg.downscale, background=cfg.background_color)
+    raw = _read_raw(cfg, root)
     cameras, center, scale = normalise_cameras(raw.cameras, cfg.center)
     train_idx, eval_idx = split_indices(len(raw.frame_names), cfg.eval_every)
     bg = cfg.background_color if cfg.background_color is not None else raw.background_color
     background = torch.tensor(bg, dtype=torch.float32) if bg is not None else None
-    labels_dir = root / "labels" if (root / "labels").is_dir() else None
+    labels_dir = _labels_dir(cfg, root)
     labels, hier = _load_labels(root)
     log.info("scene %s: %d frames (%d train, %d eval), %dx%d, scale factor %.4f", cfg.name, len(raw.frame_names),
              len(train_idx), len(eval_idx), cameras.width, cameras.height, scale)
