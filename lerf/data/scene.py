@@ -216,13 +216,15 @@ def _read_raw(cfg: SceneConfig, root: Path) -> RawScene:
 
 
 def _labels_dir(cfg: SceneConfig, root: Path) -> Optional[Path]:
-    """scene.labels_dir when set (it must exist), else the scene's own labels/ folder if any."""
+    """scene.labels_dir when set, else the scene's own labels/ folder if any. A labels_dir that is
+    missing (a preset's default, e.g. lerf_ovs without its label/ folder) only turns the label
+    evaluation off: training needs no labels."""
     if cfg.labels_dir:
         path = Path(cfg.labels_dir).expanduser()
-        if not path.is_dir():
-            raise SceneFormatError(f"scene '{cfg.name}': scene.labels_dir {path} not found; expected a folder of "
-                                   "frame_XXXXX.json label files")
-        return path
+        if path.is_dir():
+            return path
+        log.warning("scene '%s': scene.labels_dir %s not found; no label evaluation for this scene", cfg.name, path)
+        return None
     return root / "labels" if (root / "labels").is_dir() else None
 
 

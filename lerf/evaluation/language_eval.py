@@ -86,19 +86,20 @@ def evaluate_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: 
 
 
 def evaluate_localization_and_segmentation(engine: QueryEngine, scene, scene_name: str, out_dir: Path,
-                                           threshold: float = 0.4, smooth_k: int = LERF_OVS_SMOOTH_K
-                                           ) -> tuple[dict, dict]:
-    """Both reports of `evaluate_localization` (LERF protocol) and `evaluate_segmentation` (their
-    defaults), from one pass over the labelled views.
+                                           threshold: float = 0.4, smooth_k: int = LERF_OVS_SMOOTH_K,
+                                           labels: Optional[str] = None, protocol: str = "lerf",
+                                           levels: str = "chosen_scale") -> tuple[dict, dict]:
+    """Both reports of `evaluate_localization` (LERF protocol unless `protocol` says) and
+    `evaluate_segmentation`, from one pass over the labelled views.
 
     Why one pass: each view's query cache is then used for all of its queries and can be dropped
     before the next view (an engine with max_cached_views=1), instead of holding every labelled
     view's cache (~1 GB each on the 256-px demo) or rendering each view twice.
     """
     loc, seg = [], []
-    for frame, view, category, label, maps in _labelled_maps(engine, scene, None, "localization + segmentation",
-                                                             "chosen_scale"):
-        loc.append(_localize(maps, label, category, view, scene_name, "lerf", smooth_k))
+    for frame, view, category, label, maps in _labelled_maps(engine, scene, labels, "localization + segmentation",
+                                                             levels):
+        loc.append(_localize(maps, label, category, view, scene_name, protocol, smooth_k))
         seg.append(_segment(maps, frame, label, category, view, scene_name, threshold, smooth_k)[0])
-    return (_write_localization(loc, out_dir, "lerf", smooth_k, "chosen_scale"),
-            _write_segmentation(seg, out_dir, threshold, smooth_k, "chosen_scale"))
+    return (_write_localization(loc, out_dir, protocol, smooth_k, levels),
+            _write_segmentation(seg, out_dir, threshold, smooth_k, levels))
