@@ -7,8 +7,8 @@ protocol, write one table beside the published rows.
         [levels=chosen_scale|all_scales] [device=auto]
 
 A scene without a run in `runs.` is trained as `python train.py scene=lerf_ovs scene.name=<scene>`
-with the `train=` overrides would train it, into <out>/<scene>/run; a run already there is reused,
-never retrained or overwritten. Writes <out>/<scene>/{localization,segmentation}.{json,md} and
+plus the `train=` overrides would train it, into <out>/<scene>/run; a run already there is
+reused, never retrained or overwritten. Writes <out>/<scene>/{localization,segmentation}.{json,md} and
 <out>/lerf_ovs.{md,json}: per scene, mean over scenes and query-weighted.
 """
 from __future__ import annotations
@@ -70,6 +70,9 @@ def main(argv=None) -> None:
     args = parse_args(LerfOvsArgs, argv, usage=__doc__)
     out = Path(args.out).expanduser()
     items = check_data_root(args.data_root, args.scenes, args.runs)
+    for scene, given in args.runs.items():  # before any training, not hours later
+        if not has_checkpoint(Path(given)):
+            raise FileNotFoundError(f"runs.{scene}={given}: no checkpoint there; expected a run directory of train.py")
     runs = {i.name: Path(args.runs[i.name]) if i.name in args.runs else train_scene(args, i, out / i.name / "run")
             for i in items}
     reports = {i.name: evaluate_scene(runs[i.name], i, out / i.name, smooth_k=args.smooth_k, threshold=args.threshold,

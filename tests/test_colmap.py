@@ -34,10 +34,14 @@ def _project_rays(cameras, k):
 
 
 @pytest.mark.parametrize("fmt", ["bin", "txt"])
-def test_rays_equal_the_known_cameras(tmp_path, fmt):
+@pytest.mark.parametrize("rigs", [True, False])
+def test_rays_equal_the_known_cameras(tmp_path, fmt, rigs):
     frames = ring_frames(4, camera_ids=[1, 2, 1, 2])
     cams = {1: ("PINHOLE", [10.0, 11.0, 6.2, 3.9], W, H), 2: ("SIMPLE_PINHOLE", [9.0, 5.5, 4.5], W, H)}
     images = _scene(tmp_path, cams, frames, fmt)
+    if not rigs:  # a model as written before COLMAP had rigs: cameras, images, points3D only
+        for name in ("rigs", "frames"):
+            (tmp_path / "sparse" / "0" / f"{name}.{fmt}").unlink()
     raw = read_colmap(tmp_path)
     assert raw.frame_names == [f"images/{f.name}" for f in frames]
     for k, f in enumerate(frames):

@@ -2,6 +2,7 @@
 scenes written by pycolmap from known poses, LabelMe-style labels with CRLF line ends."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lerf.evaluation.labels import load_label_dir, load_label_file
+from lerf.evaluation.labels import LabelFormatError, load_label_dir, load_label_file
 from tests.colmap_helpers import pinhole_rays, ring_frames, write_images, write_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,11 +104,19 @@ def _train_overrides(tmp_path: Path) -> str:
     return "train=[" + ",".join(keys) + "]"
 
 
+def _command():
+    """eval/lerf_ovs.py as a module (eval/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("eval_lerf_ovs", REPO / "eval" / "lerf_ovs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_lerf_ovs_command_trains_scores_and_writes_the_table(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO / "eval"))
     monkeypatch.chdir(tmp_path)
-    import lerf_ovs  # eval/lerf_ovs.py
+    lerf_ovs = _command()
 
     root = make_lerf_ovs_root(tmp_path / "data")
     out = tmp_path / "bench"
@@ -139,12 +148,33 @@ def test_lerf_ovs_command_trains_scores_and_writes_the_table(tmp_path, monkeypat
 
 def test_lerf_ovs_command_refuses_a_bad_data_root_in_one_line(tmp_path):
     root = make_lerf_ovs_root(tmp_path / "data", scenes=("ramen",), views=4, labelled=(2,))
-    cmd = [sys.executable, str(REPO / "eval" / "lerf_ovs.py"), f"data_root={root}", f"out={tmp_path / 'o'}"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    out = tmp_path / "o"
+    cmd = [sys.executable, str(REPO / "eval" / "lerf_ovs.py"), f"data_root={root}", f"out={out}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)  # the four scenes by default
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and "figurines" in done.stderr and "not found" in done.stderr
+    command = _command()
+    with pytest.raises(FileNotFoundError, match=r"runs.ramen=.*no checkpoint"):
+        command.main([f"data_root={root}", f"out={out}", "scenes=[ramen]", f"runs.ramen={tmp_path / 'no_run'}"])
     label = root / "label" / "ramen" / "frame_00002.json"
     label.write_bytes(label.read_bytes().replace(b"frame_00002.jpg", b"frame_00009.jpg"))
-    done = subprocess.run(cmd + ["scenes=[ramen]"], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 2 and "label for 'frame_00009.jpg' matches no frame" in done.stderr, done.stderr
-    assert not (tmp_path / "o").exists()  # nothing written before the data is known good
+    with pytest.raises(LabelFormatError, match="label for 'frame_00009.jpg' matches no frame"):
+        command.main([f"data_root={root}", f"out={out}", "scenes=[ramen]"])
+    assert not out.exists()  # nothing written before the data is known good
+
+
+@pytest.mark.parametrize("model", ["nerfacto", "lite"])
+def test_preset_reads_the_scene_and_labels_under_lerf_ovs_root(monkeypatch, model):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from lerf.config import register_configs, to_typed
+
+    monkeypatch.setenv("LERF_OVS_ROOT", "/data/ovs")
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["scene=lerf_ovs", "scene.name=ramen", f"model={model}"])
+    scene = to_typed(OmegaConf.to_container(cfg, resolve=True)).scene
+    assert (scene.kind, scene.path, scene.labels_dir) == ("colmap", "/data/ovs/ramen", "/data/ovs/label/ramen")
+    assert scene.eval_every == 0 and not scene.bounded  # LangSplat trains on every frame; unbounded capture
+    assert (cfg.encoder.clip, cfg.encoder.dino, cfg.model.name) == ("openclip", "dino", model)
