@@ -158,3 +158,20 @@ def test_frames_of_different_sizes_are_refused(tmp_path):
     write_images(tmp_path / "images", frames, W, H)
     with pytest.raises(SceneFormatError, match="share one size"):
         read_colmap(tmp_path)
+
+
+def test_colmap_preset_trains_from_a_path(tmp_path):
+    """scene=colmap composes with the real-scene defaults and loads the folder it is pointed at."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from lerf.config import register_configs, to_typed
+    from tests.helpers import CONF_DIR
+
+    _scene(tmp_path, {1: ("PINHOLE", [10.0, 10.0, 6.0, 4.0], W, H)}, ring_frames(3))
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["scene=colmap", f"scene.path={tmp_path}"])
+    cfg = to_typed(OmegaConf.to_container(cfg, resolve=True))
+    assert (cfg.scene.kind, cfg.model.name, cfg.encoder.clip) == ("colmap", "nerfacto", "openclip")
+    assert len(load_scene(cfg.scene).frame_names) == 3
