@@ -11,6 +11,7 @@ scene's accuracy / mIoU, averaged; LERF's and LangSplat's rows) and the **query-
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from lerf.evaluation.run_eval import match_frames
 from lerf.evaluation.segmentation import SegmentationResult, summarize_segmentation
 from lerf.query.run import load_run
 
+log = logging.getLogger(__name__)
 SCENES = ("figurines", "ramen", "teatime", "waldo_kitchen")
 
 
@@ -82,8 +84,16 @@ def evaluate_scene(run_dir: str | Path, item: SceneInput, out_dir: Path, *, smoo
     """lerf_ovs localization and segmentation of one trained run, its reports in out_dir. The
     labelled frames' cameras are the run's own (the scene as it was trained)."""
     loaded = load_run(run_dir, device)
+    trained_on = Path(loaded.cfg.scene.path or "").expanduser().resolve()
+    if trained_on != item.scene_dir.expanduser().resolve():
+        log.warning("%s: the run %s was trained on %s, not %s; scoring it with %s's labels", item.name, run_dir,
+                    trained_on, item.scene_dir, item.name)
+    engine = loaded.engine(chunk)
+    # One labelled view cached at a time: the one pass asks all of a view's queries together, and a
+    # ~1000-px view's cache may take up to the engine's 4 GiB budget.
+    engine.max_cached_views = 1
     return evaluate_localization_and_segmentation(
-        loaded.engine(chunk), loaded.scene, item.name, out_dir, threshold, smooth_k, labels=str(item.labels_dir),
+        engine, loaded.scene, item.name, out_dir, threshold, smooth_k, labels=str(item.labels_dir),
         protocol="lerf_ovs", levels=levels)
 
 
