@@ -114,7 +114,7 @@ def _command():
 
 
 @pytest.mark.slow
-def test_lerf_ovs_command_trains_scores_and_writes_the_table(tmp_path, monkeypatch):
+def test_lerf_ovs_command_trains_scores_and_writes_the_table(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     lerf_ovs = _command()
 
@@ -144,6 +144,7 @@ def test_lerf_ovs_command_trains_scores_and_writes_the_table(tmp_path, monkeypat
     lerf_ovs.main(argv + [f"runs.ramen={out / 'teatime' / 'run'}"])
     again = json.loads((out / "lerf_ovs.json").read_text())
     assert again["scenes"]["ramen"]["run"] == str((out / "teatime" / "run").resolve())
+    assert "was trained on" in caplog.text  # teatime's run scored as ramen: said, not silent
 
 
 def test_lerf_ovs_command_refuses_a_bad_data_root_in_one_line(tmp_path):
