@@ -6,7 +6,8 @@ Conventions converted (COLMAP docs, "Output format" and "Camera models"):
     frame (+x right, +y down, looking along +z). The project's `c2w` is OpenGL (+y up, looking
     along -z, lerf/data/cameras.py), so c2w = [R^T | -R^T t] with its y and z axes negated;
   - pixel coordinates have the image's top-left corner at (0, 0) and the first pixel's centre at
-    (0.5, 0.5), the project's own convention, so cx, cy are used as they are;
+    (0.5, 0.5) (COLMAP's feature coordinates; nerfstudio assumes the same, gsplat PR #151), the
+    project's own convention, so cx, cy are used as they are;
   - camera models map onto the project's (fx, fy, cx, cy) + OpenCV (k1, k2, p1, p2): a radial
     model's `k` is k1, and the coefficients a model lacks are 0.
 
