@@ -39,4 +39,12 @@ setup(
                  "playwright>=1.40"],
         "sweep": ["hydra-joblib-launcher>=1.2", "hydra-submitit-launcher>=1.2", "submitit>=1.5"],
     },
+    # The programs behind train.py, query.py, view.py and eval/*.py (lerf/apps/); they read the
+    # checkout's conf/ and eval/, so install with `pip install -e .`.
+    entry_points={"console_scripts": [
+        "lerf-train = lerf.apps.train:main",
+        "lerf-query = lerf.apps.query:cli",
+        "lerf-view = lerf.apps.view:cli",
+        "lerf-eval = lerf.apps.evaluate:main",
+    ]},
 )

@@ -1,39 +1,8 @@
-"""Explore a trained run in the browser: orbit the scene, type prompts, see relevancy live.
+"""Explore a trained run in the browser (the same as `lerf-view`; the program is lerf/apps/view.py).
 
     python view.py run=outputs/demo/<date>                  # prints http://localhost:8080
-    python view.py run=... port=8081 host=0.0.0.0 device=cpu
-
-Reads the run's checkpoint only; the "save" button writes under <run>/queries/ like query.py.
-Ctrl-C stops the server.
 """
-from __future__ import annotations
-
-import logging
-from dataclasses import dataclass
-
-from omegaconf import MISSING
-
-from lerf.cli import parse_args, run
-from lerf.viewer.backend import Backend
-from lerf.viewer.server import Viewer
-from lerf.viewer.session import ViewerOptions
-
-
-@dataclass
-class ViewArgs(ViewerOptions):
-    run: str = MISSING
-
-
-def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-    args = parse_args(ViewArgs, argv, usage=__doc__)
-    try:
-        backend = Backend(args.run, args.device, args.chunk)
-        viewer = Viewer(backend, args)
-    except KeyboardInterrupt:  # Ctrl-C while the run loads: nothing to shut down yet
-        raise SystemExit(130) from None
-    viewer.serve_forever()
-
+from lerf.apps.view import cli, main  # noqa: F401 - main: tests call view.main(argv)
 
 if __name__ == "__main__":
-    run(main)
+    cli()

@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --width 1440 --height 1080 --device cuda --out benchmarks/results/train_cuda.json
 
 Each preset runs in its own process (so peak memory is its own): build the scene, the cached
-supervision and the model exactly as train.py does, run warm-up steps, then time `--steps`
+supervision and the model with the trainer's own `setup`, run warm-up steps, then time `--steps`
 optimisation steps. Peak memory is torch.cuda.max_memory_allocated on CUDA, the process's max
 RSS on CPU. Presets: demo (CPU-sized), lite, default (nerfacto + the authors' two-grid language
 field), paper (nerfacto + the paper's 32-level 2^21 language grid).
@@ -33,28 +33,24 @@ PRESETS = {
 
 
 def run_preset(overrides: list[str], steps: int, warmup: int, rays: int) -> dict:
+    import tempfile
+
     import torch
     from hydra import compose, initialize_config_dir
 
-    from lerf.device import resolve_device
     from lerf.config import register_configs, to_typed
-    from lerf.data.scene import load_scene
-    from lerf.model import SceneGeometry, build_model
-    from lerf.train.optim import build_optimizer
     from lerf.train.rays import RaySampler
-    from lerf.train.supervision import build_supervision
-    from lerf.train.trainer import compute_losses
+    from lerf.train.trainer import compute_losses, setup
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = to_typed(compose("train", overrides=overrides))
-    device = resolve_device(cfg.trainer.device)
-    scene = load_scene(cfg.scene)
-    sup = build_supervision(cfg, scene, device)
-    geo = SceneGeometry.from_scene(cfg.scene, scene.scale_factor, scene.background)
-    model, backend = build_model(cfg.model, geo, device, sup.clip_dim, sup.dino_dim)
-    optimizer, _ = build_optimizer(model, cfg.optim)
-    sampler, gen = RaySampler(scene, device), torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:  # the trainer's own setup: scene, supervision, model, optimiser
+        run = setup(cfg, Path(tmp) / "run")
+    model, optimizer, sup = run.model, run.optimizer, run.supervision
+    device, backend = torch.device(run.cfg.resolved["device"]), run.cfg.resolved["hashgrid_backend"]
+    # Uniform rays, whatever the preset's trainer.ray_sampling: the figure is the model's cost per ray.
+    sampler, gen = RaySampler(run.scene, device), torch.Generator().manual_seed(0)
 
     def step(i):
         loss, _ = compute_losses(model, sampler.sample(rays, gen), i, gen, sup)

@@ -1,5 +1,5 @@
 """The instrument's reference (demo scene): localization scored on the CLIP pyramid of each
-labelled view itself (lerf/evaluation/oracle.py). Compare with the run's localization.json to
+labelled view itself (lerf/demo/oracle.py). Compare with the run's localization.json to
 see what distillation loses.
 
     python eval/oracle.py run=<run dir> [labels=<dir>] [out=<dir>]
@@ -16,7 +16,7 @@ from typing import Optional
 from omegaconf import MISSING
 
 from lerf.cli import parse_args, run
-from lerf.evaluation.oracle import evaluate_oracle
+from lerf.demo.oracle import evaluate_oracle
 from lerf.query.run import load_run
 
 

@@ -1,6 +1,6 @@
 """Did the field learn what it was told? On each named part's training pixels, the field's
 relevancy to the part's name against its supervision's, per physical scale (demo scene only;
-lerf/evaluation/part_fit.py).
+lerf/demo/part_fit.py).
 
     python eval/part_fit.py run=<run dir> [pixels=2000] [seed=0] [out=<dir>] [overwrite=false]
 
@@ -16,7 +16,7 @@ from typing import Optional
 from omegaconf import MISSING
 
 from lerf.cli import parse_args, run
-from lerf.evaluation.part_fit import format_part_fit, part_fit, write_part_fit
+from lerf.demo.part_fit import format_part_fit, part_fit, write_part_fit
 from lerf.query.outputs import check_writable
 from lerf.query.run import load_run
 

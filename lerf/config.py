@@ -40,7 +40,7 @@ class SceneConfig:
     width: int = 128
     height: int = 128
     cache_dir: str = ".cache/lerf"
-    # What a handheld capture adds (lerf.data.capture_noise): per-view exposure and white-balance
+    # What a handheld capture adds (lerf.demo.capture_noise): per-view exposure and white-balance
     # jitter and small pose noise on the training frames; held-out frames stay exact.
     capture_noise: bool = False
     # Pose normalisation: centre ("focus" = point nearest all optical axes, "poses" = mean camera
@@ -115,7 +115,7 @@ class LanguageConfig:
     crop_sampling: str = "uniform"
     # Rays of each batch that the language losses read, spread evenly over the batch (so a
     # rarity batch keeps its mix); 0 = all (LERF). Ours, for CPU presets: the language field is
-    # over half of a CPU step, and it gains little from more rays per step (README, "Thin parts").
+    # over half of a CPU step, and it gains little from more rays per step (docs/history.md, "thin parts").
     rays_per_batch: int = 0
 
     def __post_init__(self) -> None:

@@ -10,9 +10,9 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from lerf.config import ModelConfig, SceneConfig
+from lerf.data.contraction import to_unit_cube
 from lerf.data.pose_refinement import PoseRefinement
 from lerf.fields.appearance import AppearanceEmbedding
-from lerf.fields.encodings import to_unit_cube
 from lerf.fields.hashgrid import resolve_hashgrid_backend
 from lerf.fields.language_field import LanguageField
 from lerf.fields.nerf_field import NerfField, ProposalField

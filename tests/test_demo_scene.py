@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lerf.data import demo_shapes as shapes
-from lerf.data.demo_scene import (CAMERA_RADIUS_M, DEMO_OBJECT_NAMES, GROUP_GAP_M, GROUPS, TABLE_RADIUS_M,
+from lerf.demo import shapes
+from lerf.demo.scene import (CAMERA_RADIUS_M, DEMO_OBJECT_NAMES, GROUP_GAP_M, GROUPS, TABLE_RADIUS_M,
                                   build_demo_scene, camera_poses, connected_components, ensure_demo_scene,
                                   generate_demo_scene, outer_polygon, world_footprint)
 
@@ -350,7 +350,7 @@ def test_loaded_camera_z_depth_is_exact_and_the_same_every_time(scene0):
     from lerf.data.scene import load_scene
 
     cfg = SceneConfig(name="demo", kind="nerfstudio", path=str(scene0))
-    loads = [load_scene(cfg).depth_z_m for _ in range(3)]
+    loads = [load_scene(cfg).demo.depth_z_m for _ in range(3)]
     meta = json.loads((scene0 / "transforms.json").read_text())
     for k, frame in enumerate(meta["frames"]):
         x = ((np.arange(meta["w"]) + 0.5 - meta["cx"]) / meta["fl_x"])[None]

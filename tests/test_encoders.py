@@ -13,7 +13,7 @@ from lerf.encoders import cache as cache_mod
 from lerf.encoders.base import WeightsNotFoundError
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
 from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
-from lerf.encoders.reference import PART_SHARE, ReferenceClipEncoder, ReferenceDinoEncoder
+from lerf.demo.reference import PART_SHARE, ReferenceClipEncoder, ReferenceDinoEncoder
 
 LABELS = {1: "table", 2: "red mug", 3: "blue book"}
 CANONICAL = ["object", "things", "stuff", "texture"]
@@ -45,7 +45,7 @@ def build_pyr(cache_dir, images, ids, enc, fracs, **kw):
 
 def test_reference_vectors_identical_across_processes():
     """Seeds come from SHA-256 of the text, not Python's per-process salted hash()."""
-    code = ("from lerf.encoders.reference import ReferenceClipEncoder as E;"
+    code = ("from lerf.demo.reference import ReferenceClipEncoder as E;"
             "print(E({'parts': {}, 'objects': {}}, dim=16).encode_text(['red mug', 'stuff']).tolist())")
     here = ReferenceClipEncoder({"parts": {}, "objects": {}}, dim=16).encode_text(["red mug", "stuff"]).tolist()
     for seed in ("1", "2"):
@@ -99,11 +99,11 @@ def test_the_demo_scene_gives_the_reference_dino_part_ids_and_its_hierarchy():
     hier = {"parts": {"1": {"name": None, "object": 1, "size_m": 0.2}},
             "objects": {"1": {"name": "red mug", "size_m": 0.2, "group": None}}}
     part_ids, object_ids = torch.ones(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 7)
-    demo = SimpleNamespace(hierarchy=hier, part_ids=part_ids, object_ids=object_ids)
+    demo = SimpleNamespace(demo=SimpleNamespace(hierarchy=hier, part_ids=part_ids), object_ids=object_ids)
     cfg = TrainConfig()
     cfg.encoder.dino = "reference"
     assert dino_ids_for(cfg, demo) is part_ids and dino_encoder_for(cfg, demo, torch.device("cpu")).hierarchy == hier
-    plain = SimpleNamespace(hierarchy=None, part_ids=None, object_ids=object_ids)  # ids but no parts
+    plain = SimpleNamespace(demo=None, object_ids=object_ids)  # ids but no parts
     assert dino_ids_for(cfg, plain) is object_ids and dino_encoder_for(cfg, plain, torch.device("cpu")).hierarchy is None
     cfg.encoder.dino = "dino"  # the real encoder never reads ids
     assert dino_ids_for(cfg, demo) is object_ids

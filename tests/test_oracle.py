@@ -1,10 +1,10 @@
-"""The instrument's reference (lerf/evaluation/oracle.py): the supervision itself localizes objects,
+"""The instrument's reference (lerf/demo/oracle.py): the supervision itself localizes objects,
 and the oracle reads the same pyramid rule the field is trained on."""
 import json
 
 import torch
 
-from lerf.evaluation.oracle import supervision_embeddings
+from lerf.demo.oracle import supervision_embeddings
 from lerf.query.relevancy import scale_values
 from lerf.query.run import load_run
 
@@ -28,5 +28,5 @@ def test_oracle_pixels_outside_the_pyramid_range_are_undefined(lang_run):
     assert not valid[0].any() and not valid[2].any() and valid[1].any()
     assert torch.equal(embeds[0], torch.zeros_like(embeds[0]))
     torch.testing.assert_close(embeds[1][valid[1]].norm(dim=-1), torch.ones(int(valid[1].sum())))
-    background = ~torch.isfinite(scene.depth_z_m[cam].reshape(-1))
+    background = ~torch.isfinite(scene.demo.depth_z_m[cam].reshape(-1))
     assert not (valid[1] & background).any()  # no surface, no crop size: undefined

@@ -1,10 +1,10 @@
-"""Field against supervision on named parts (lerf/evaluation/part_fit.py, eval/part_fit.py)."""
+"""Field against supervision on named parts (lerf/demo/part_fit.py, eval/part_fit.py)."""
 import json
 
 import pytest
 import torch
 
-from lerf.evaluation.part_fit import draw_pixels, named_parts
+from lerf.demo.part_fit import draw_pixels, named_parts
 
 
 def test_named_parts_merge_ids_of_one_name_and_skip_unnamed():
@@ -30,7 +30,7 @@ def test_point_mean_is_the_relevancy_of_the_voxel_mean_target():
     import torch.nn.functional as F
 
     from lerf.encoders.pyramid import ClipPyramid, pyramid_grids
-    from lerf.evaluation.part_fit import point_mean_relevancy
+    from lerf.demo.part_fit import point_mean_relevancy
     from lerf.query.relevancy import relevancy
 
     e = torch.eye(4)

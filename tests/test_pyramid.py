@@ -8,7 +8,7 @@ from lerf.encoders.pyramid import (ClipPyramid, DinoMaps, LevelGrid, build_clip_
                                    build_dino_maps, crop_fracs, crop_positions, geomspace_fracs, level_grid,
                                    linspace_fracs,
                                    pyramid_grids, stride_ratio)
-from lerf.encoders.reference import ReferenceDinoEncoder
+from lerf.demo.reference import ReferenceDinoEncoder
 
 
 # ---------------------------------------------------------------- crop grid

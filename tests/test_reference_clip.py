@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from lerf.encoders.reference import ALPHA, RHO, ReferenceClipEncoder, part_readings
+from lerf.demo.reference import ALPHA, RHO, ReferenceClipEncoder, part_readings
 from lerf.query.relevancy import relevancy
 
 CANON = ["object", "things", "stuff", "texture"]
@@ -134,7 +134,7 @@ def test_background_is_background_at_every_scale_and_bad_input_raises(enc):
 
 
 def test_part_readings_parse_the_demo_hierarchy():
-    from lerf.data.demo_scene import build_demo_scene, hierarchy
+    from lerf.demo.scene import build_demo_scene, hierarchy
 
     readings = part_readings(hierarchy(build_demo_scene(0)))
     by_part = {r.part: r for r in readings.values() if r.part}

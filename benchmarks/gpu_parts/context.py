@@ -34,9 +34,8 @@ def tiny_run(ctx: Context) -> Path:
     if ctx.run is not None:
         return ctx.run
     run_dir = ctx.work / "tiny_run"
-    from lerf.checkpoint import has_checkpoint
-
-    if has_checkpoint(run_dir):
+    done = ctx.work / "tiny_run.done"  # written once training finished: a half-trained run is not reused
+    if done.is_file():
         return run_dir
     from hydra import compose, initialize_config_dir
 
@@ -52,6 +51,7 @@ def tiny_run(ctx: Context) -> Path:
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         train(compose("train", overrides=overrides), run_dir)
+    done.touch()
     return run_dir
 
 

@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -22,6 +22,9 @@ from lerf.config import SceneConfig
 from lerf.data.cameras import Cameras
 from lerf.data.colmap import read_colmap
 from lerf.data.nerfstudio import RawScene, SceneFormatError, read_nerfstudio
+
+if TYPE_CHECKING:
+    from lerf.demo.truth import DemoTruth
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +43,8 @@ class SceneData:
     object_ids: Optional[Int[Tensor, "n h w"]] = None  # demo scene only
     labels: Optional[dict[int, str]] = None  # object id -> name, demo scene only
     labels_dir: Optional[Path] = None  # LabelMe-style eval labels, when the scene has them
-    # Demo scene only (what the reference CLIP encoder reads): part ids, camera-z depth in metres
-    # (inf on a miss) and labels.json's part/object/group "hierarchy".
-    part_ids: Optional[Int[Tensor, "n h w"]] = None
-    depth_z_m: Optional[Float[Tensor, "n h w"]] = None
-    hierarchy: Optional[dict] = None
+    # The demo scene's ground truth (what the instrument reads), attached by its loader; None otherwise.
+    demo: Optional[DemoTruth] = None
 
     def to_world(self, points: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
         """Normalised scene positions back to the frame and units of transforms.json."""
@@ -129,24 +129,6 @@ def _load_id_maps(raw: RawScene, key: str) -> Optional[Tensor]:
     return torch.stack(ids)
 
 
-def _load_depth_z(raw: RawScene, cameras: Cameras) -> Optional[Tensor]:
-    """Camera-z depth in metres from the demo's depths/*.npy (distance along each pixel-centre ray)."""
-    paths = raw.extras.get("depth", [])
-    if not paths or any(p is None or not str(p).endswith(".npy") for p in paths):
-        return None
-    t = np.stack([np.load(raw.root / p).astype(np.float64) for p in paths])
-    if t.shape[1:] != (cameras.height, cameras.width):
-        return None  # e.g. a downscaled load: no depth rather than a wrong one
-    # In float64 NumPy: the result is a key of the feature cache (through metres per pixel), and
-    # torch's float32 kernels were seen to give depths differing by up to 5e-4 (relative) between
-    # loads, in half the frames, about one load in four (2 threads, torch 2.13 CPU).
-    j, i = np.meshgrid(np.arange(cameras.width) + 0.5, np.arange(cameras.height) + 0.5, indexing="xy")
-    c = {k: getattr(cameras, k).double().numpy()[:, None, None] for k in ("cx_px", "cy_px", "fx_px", "fy_px")}
-    x = (j[None] - c["cx_px"]) / c["fx_px"]
-    y = (i[None] - c["cy_px"]) / c["fy_px"]
-    return torch.from_numpy((t / np.sqrt(1 + x * x + y * y)).astype(np.float32))  # z = t cos(angle to the axis)
-
-
 def _load_labels(root: Path) -> tuple[Optional[dict[int, str]], Optional[dict]]:
     path = root / "labels.json"
     if not path.is_file():
@@ -163,14 +145,14 @@ def _why_missing(path: str) -> str:
 
 
 def _demo_root(cfg: SceneConfig, generate: bool) -> Path:
-    from lerf.data.demo_scene import demo_scene_dir, ensure_demo_scene
+    from lerf.demo.scene import demo_scene_dir, ensure_demo_scene
 
     if not generate:
         path = demo_scene_dir(Path(cfg.cache_dir).expanduser(), cfg.seed, cfg.num_views, cfg.width, cfg.height)
         if not (path / "transforms.json").is_file():
             raise SceneFormatError(
                 f"demo scene cache {path.resolve()} is missing ({_why_missing(cfg.cache_dir)}). Regenerate it with "
-                f"`python -m lerf.data.demo_scene {path} --seed {cfg.seed} --views {cfg.num_views} "
+                f"`python -m lerf.demo.scene {path} --seed {cfg.seed} --views {cfg.num_views} "
                 f"--width {cfg.width} --height {cfg.height}`")
         return path
     return ensure_demo_scene(Path(cfg.cache_dir).expanduser(), seed=cfg.seed, num_views=cfg.num_views,
@@ -183,7 +165,7 @@ def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
     if cfg.kind == "demo":
         path = _demo_root(cfg, generate)
         if cfg.capture_noise:
-            from lerf.data.capture_noise import ensure_noisy_scene
+            from lerf.demo.capture_noise import ensure_noisy_scene
 
             path = ensure_noisy_scene(path, cfg.seed, cfg.eval_every, generate)
         return path
@@ -242,5 +224,15 @@ def load_scene(cfg: SceneConfig, generate: bool = True) -> SceneData:
     return SceneData(root=root, frame_names=raw.frame_names, images=raw.images, cameras=cameras,
                      train_idx=train_idx, eval_idx=eval_idx, center_world=center, scale_factor=scale,
                      background=background, object_ids=_load_id_maps(raw, "ids"), labels=labels,
-                     labels_dir=labels_dir, part_ids=_load_id_maps(raw, "parts"), hierarchy=hier,
-                     depth_z_m=_load_depth_z(raw, raw.cameras) if hier is not None else None)
+                     labels_dir=labels_dir, demo=_demo_truth(raw, hier))
+
+
+def _demo_truth(raw: RawScene, hierarchy: Optional[dict]) -> Optional[DemoTruth]:
+    """The demo scene's part ids, depths and hierarchy, when labels.json has a hierarchy (only the
+    demo scene writes one)."""
+    if hierarchy is None:
+        return None
+    from lerf.demo.truth import DemoTruth, load_depth_z  # the one place the scene loader reads the demo
+
+    return DemoTruth(part_ids=_load_id_maps(raw, "parts"), depth_z_m=load_depth_z(raw, raw.cameras),
+                     hierarchy=hierarchy)

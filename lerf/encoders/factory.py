@@ -26,7 +26,7 @@ def _openclip(**options: Any) -> ClipEncoder:
 
 
 def _reference_clip(**options: Any) -> ClipEncoder:
-    from lerf.encoders.reference import ReferenceClipEncoder
+    from lerf.demo.reference import ReferenceClipEncoder
     return ReferenceClipEncoder(**options)
 
 
@@ -36,7 +36,7 @@ def _dino(**options: Any) -> DenseEncoder:
 
 
 def _reference_dino(**options: Any) -> DenseEncoder:
-    from lerf.encoders.reference import ReferenceDinoEncoder
+    from lerf.demo.reference import ReferenceDinoEncoder
     return ReferenceDinoEncoder(**options)
 
 
@@ -73,15 +73,15 @@ def encoder_options(cfg: TrainConfig, scene, kind: str) -> dict:
                 "allow_random_weights": e.allow_random_weights}
     if e.dino == "reference":
         return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride,
-                "hierarchy": scene.hierarchy if _has_parts(scene) else None}
+                "hierarchy": scene.demo.hierarchy if _has_parts(scene) else None}
     return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
 
 
 def _require_hierarchy(scene, what: str) -> dict:
-    if scene.hierarchy is None:
+    if scene.demo is None:
         raise ValueError(f"{what} needs a scene with part-id masks, depths and labels.json (the demo scene); "
                          f"{scene.root} has none. Use encoder=openclip for real scenes.")
-    return scene.hierarchy
+    return scene.demo.hierarchy
 
 
 def clip_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> ClipEncoder:
@@ -95,13 +95,13 @@ def dino_encoder_for(cfg: TrainConfig, scene, device: torch.device) -> DenseEnco
 
 def _has_parts(scene) -> bool:
     """Whether the reference DINO is part-aware on `scene`: it needs the hierarchy and part ids."""
-    return scene.hierarchy is not None and scene.part_ids is not None
+    return scene.demo is not None and scene.demo.part_ids is not None
 
 
 def dino_ids_for(cfg: TrainConfig, scene):
     """The id masks the DINO encoder reads: part ids for the part-aware reference encoder (the
     demo scene), object ids (or none) otherwise."""
-    return scene.part_ids if cfg.encoder.dino == "reference" and _has_parts(scene) else scene.object_ids
+    return scene.demo.part_ids if cfg.encoder.dino == "reference" and _has_parts(scene) else scene.object_ids
 
 
 def pyramid_crop_fracs(cfg: TrainConfig) -> list[float]:

@@ -1,4 +1,5 @@
-"""Small encodings shared by the fields: spherical harmonics, scene contraction, activations."""
+"""Small encodings shared by the fields: spherical harmonics, activations (the scene contraction
+is lerf/data/contraction.py)."""
 from __future__ import annotations
 
 import torch
@@ -29,36 +30,6 @@ def spherical_harmonics(dirs: Float[Tensor, "n 3"], degree: int = 4) -> Float[Te
                 0.45704579946446572 * x * (1 - 5 * zz), 1.4453057213202769 * z * (xx - yy),
                 0.59004358992664352 * x * (-xx + 3 * yy)]
     return torch.stack(out, dim=-1)
-
-
-def contract(x: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
-    """mip-NeRF 360 contraction with the L-inf norm (as nerfacto uses for hash grids).
-
-    Points with ||x||_inf <= 1 stay; beyond, x -> (2 - 1/||x||) x/||x||, so all space fits in
-    [-2, 2]^3. Example: (4, 0, 0) -> (1.75, 0, 0).
-    """
-    mag = x.abs().amax(-1, keepdim=True).clamp_min(1e-9)
-    return torch.where(mag <= 1, x, (2 - 1 / mag) * (x / mag))
-
-
-def to_unit_cube(x: Float[Tensor, "n 3"], bounded: bool, bound: float) -> Float[Tensor, "n 3"]:
-    """Positions (normalised scene units) to the hash grid's [0, 1]^3."""
-    if bounded:
-        return (x / bound + 1) / 2
-    return (contract(x) + 2) / 4
-
-
-def uncontract(c: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
-    """Inverse of `contract` for ||c||_inf < 2. Example: (1.75, 0, 0) -> (4, 0, 0)."""
-    mag = c.abs().amax(-1, keepdim=True).clamp_min(1e-9)
-    return torch.where(mag <= 1, c, c / mag / (2 - mag).clamp_min(1e-6))
-
-
-def from_unit_cube(u: Float[Tensor, "n 3"], bounded: bool, bound: float) -> Float[Tensor, "n 3"]:
-    """Inverse of `to_unit_cube`: the hash grid's [0, 1]^3 back to positions (normalised units)."""
-    if bounded:
-        return (2 * u - 1) * bound
-    return uncontract(4 * u - 2)
 
 
 class _TruncExp(torch.autograd.Function):

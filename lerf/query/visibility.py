@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lerf.config import RelevancyConfig
 from lerf.data.atomic import replace_atomically
 from lerf.data.cameras import Cameras
-from lerf.fields.encodings import from_unit_cube
+from lerf.data.contraction import from_unit_cube
 from lerf.query.points3d import visibility_counts
 from lerf.query.render import render_view
 

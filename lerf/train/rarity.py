@@ -17,7 +17,7 @@ whatever the encoder tells apart; nothing here reads the demo's labels.
 
 The emphasis is meant for the language field only. Left as it is, it also changes what the
 radiance field fits: rare surfaces count several times over in the photometric loss and the
-common ones less, which cost 1.4-1.8 dB of held-out PSNR on demo seed 1 (README, "Thin parts").
+common ones less, which cost 1.4-1.8 dB of held-out PSNR on demo seed 1 (docs/history.md, "thin parts").
 `RaritySampler.relative_density` gives each pixel's draw probability relative to a uniform
 draw, from which the trainer weights each ray's RGB, interlevel and distortion losses by
 uniform / mixture probability (importance sampling): the radiance field's objective is then, in

@@ -51,7 +51,7 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     cache_dir = scene_cache_dir(cfg.encoder.cache_dir, scene.root)
     clip_encoder = clip_encoder_for(cfg, scene, device)
     if cfg.encoder.clip == "reference":  # the instrument reads parts and physical crop sizes
-        clip_ids, px_m = scene.part_ids, metres_per_pixel(scene.depth_z_m, scene.cameras.fy_px)
+        clip_ids, px_m = scene.demo.part_ids, metres_per_pixel(scene.demo.depth_z_m, scene.cameras.fy_px)
     else:
         clip_ids, px_m = ids, None
     pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, clip_encoder, pyramid_crop_fracs(cfg),

@@ -1,7 +1,7 @@
 """Did the field learn what it was told? Field against supervision on each named part (demo only).
 
 A missed part query has two possible causes: the supervision never said it (the oracle,
-lerf/evaluation/oracle.py, answers that on held-out views), or the field was told and did not
+lerf/demo/oracle.py, answers that on held-out views), or the field was told and did not
 learn it. This answers the second on the training pixels themselves. For every named part, up
 to `pixels` of its training pixels are drawn (seeded) and asked at fixed physical scales s:
 
@@ -143,17 +143,17 @@ def surface_points(scene, frames: Int[Tensor, " m"], row: Int[Tensor, " m"], col
                    ) -> Float[Tensor, "m 3"]:
     """World points (normalised units) of pixels of scene images `frames`, from the true depths."""
     o, d, z_per_t = camera_rays(scene.cameras, frames, col.float() + 0.5, row.float() + 0.5)
-    t = depth_m_to_ray_t(scene.depth_z_m[frames, row, col], z_per_t, scene.scale_factor)
+    t = depth_m_to_ray_t(scene.demo.depth_z_m[frames, row, col], z_per_t, scene.scale_factor)
     return o + d * t[:, None]
 
 
 def training_pyramid(encoder, scene, cfg: TrainConfig) -> tuple[ClipPyramid, Float[Tensor, "n h w"]]:
     """The run's CLIP pyramid of its training images, in memory, and their metres per pixel."""
-    if scene.part_ids is None or scene.depth_z_m is None or scene.hierarchy is None:
+    if scene.demo is None or scene.demo.part_ids is None or scene.demo.depth_z_m is None:
         raise ValueError(f"the part fit needs the demo scene's part ids, depths and hierarchy; {scene.root} has none")
     idx = list(scene.train_idx)
-    px_m = metres_per_pixel(scene.depth_z_m[idx], scene.cameras.fy_px[idx])
-    pyramid = build_clip_pyramid(scene.images[idx], scene.part_ids[idx], encoder, pyramid_crop_fracs(cfg),
+    px_m = metres_per_pixel(scene.demo.depth_z_m[idx], scene.cameras.fy_px[idx])
+    pyramid = build_clip_pyramid(scene.images[idx], scene.demo.part_ids[idx], encoder, pyramid_crop_fracs(cfg),
                                  batch_size=cfg.encoder.batch_size, stride_scaler=cfg.encoder.pyramid_stride_scaler,
                                  px_m=px_m, progress=False)
     return pyramid, px_m
@@ -168,15 +168,15 @@ def part_fit(model, scene, encoder, cfg: TrainConfig, scales_m: Sequence[float] 
     train = torch.tensor(list(scene.train_idx))
     generator = torch.Generator().manual_seed(seed)
     parts = {}
-    for name, ids in named_parts(scene.hierarchy).items():
-        frame, row, col = draw_pixels(scene.part_ids[train], ids, pixels, generator)
+    for name, ids in named_parts(scene.demo.hierarchy).items():
+        frame, row, col = draw_pixels(scene.demo.part_ids[train], ids, pixels, generator)
         query = texts.embed([name])[0]
         field = field_relevancy(model, scene.cameras, train[frame], col.float() + 0.5, row.float() + 0.5, scales_m,
                                 query, texts, cfg.relevancy.temperature)
         target, valid = supervision_relevancy(pyramid, px_m, frame, row, col, scales_m, query, texts,
                                               cfg.relevancy.temperature)
         # The point mean reads every training pixel of the part (a voxel needs several views).
-        a_frame, a_row, a_col = draw_pixels(scene.part_ids[train], ids, scene.part_ids[train].numel(), generator)
+        a_frame, a_row, a_col = draw_pixels(scene.demo.part_ids[train], ids, scene.demo.part_ids[train].numel(), generator)
         point = point_mean_relevancy(pyramid, px_m, surface_points(scene, train[a_frame], a_row, a_col),
                                      a_frame, a_row, a_col, scales_m, query, texts.canon, cfg.relevancy.temperature,
                                      voxel=VOXEL_M * scene.scale_factor)

@@ -37,11 +37,11 @@ def supervision_embeddings(encoder, scene, cfg: TrainConfig, cam: int, scales_m:
                            ) -> tuple[Float[Tensor, "s n d"], Bool[Tensor, "s n"]]:
     """Unit pyramid embeddings of every pixel of frame `cam` at each physical scale, and where
     they are defined (crop fraction inside the pyramid's range, a surface under the pixel)."""
-    if scene.part_ids is None or scene.depth_z_m is None:
+    if scene.demo is None or scene.demo.part_ids is None or scene.demo.depth_z_m is None:
         raise ValueError(f"the oracle needs the demo scene's part ids and depths; {scene.root} has none")
     h, w = scene.height, scene.width
-    px_m = metres_per_pixel(scene.depth_z_m[[cam]], scene.cameras.fy_px[[cam]])[0]
-    pyramid = build_clip_pyramid(scene.images[[cam]], scene.part_ids[[cam]], encoder, pyramid_crop_fracs(cfg),
+    px_m = metres_per_pixel(scene.demo.depth_z_m[[cam]], scene.cameras.fy_px[[cam]])[0]
+    pyramid = build_clip_pyramid(scene.images[[cam]], scene.demo.part_ids[[cam]], encoder, pyramid_crop_fracs(cfg),
                                  batch_size=cfg.encoder.batch_size, stride_scaler=cfg.encoder.pyramid_stride_scaler,
                                  px_m=px_m[None], progress=False)
     v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")

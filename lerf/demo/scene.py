@@ -29,9 +29,9 @@ Output layout (frame k = 0..N-1 is named frame_{k+1:05d}):
                      coordinates, x right, y down, x2/y2 inclusive.
 
 Sizes (`size_m`) are bounding-sphere diameters; the reference CLIP encoder compares them with a
-crop's physical extent (lerf.encoders.reference).
+crop's physical extent (lerf.demo.reference).
 
-`python -m lerf.data.demo_scene OUT_DIR [--seed S] [--views N] [--width W --height H]`.
+`python -m lerf.demo.scene OUT_DIR [--seed S] [--views N] [--width W --height H]`.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lerf.data.atomic import build_directory_once, save_npy, write_json
-from lerf.data.demo_shapes import (CATALOGUE, GROUPS, SceneObject, ValueNoise, albedo, enclosing_sphere, first_hits,
+from lerf.demo.shapes import (CATALOGUE, GROUPS, SceneObject, ValueNoise, albedo, enclosing_sphere, first_hits,
                                    make_noise, object_bound, part_bound, part_name, surface_normal, table,
                                    with_colour_gain)
 

@@ -2,7 +2,7 @@
 
 Everything here is plain numpy over batches of rays. Ray directions are unit vectors, so a hit
 distance `t` is metres along the ray. A miss is `t = inf`. Shapes live in their object's frame
-(metres, +z up, the object's base on z = 0); `demo_scene.py` places objects on the table and
+(metres, +z up, the object's base on z = 0); `scene.py` places objects on the table and
 turns world rays into object rays.
 
 Why closed-form intersections rather than SDF sphere tracing: one quadratic per primitive is
@@ -484,6 +484,6 @@ def table(radius_m: float) -> SceneObject:
 
 CATALOGUE = (red_mug, blue_teapot, yellow_banana, green_cactus, wooden_spoon, white_plate, red_apple, white_mug)
 # Named groups of catalogue objects: the layout keeps each group's members close together, so a
-# crop can cover several of them (see lerf.encoders.reference for what such a crop means).
+# crop can cover several of them (see lerf.demo.reference for what such a crop means).
 GROUPS: dict[str, tuple[str, ...]] = {"tea set": ("blue teapot", "red mug"), "fruit": ("yellow banana", "red apple"),
                                       "place setting": ("white plate", "wooden spoon")}

@@ -116,7 +116,7 @@ class PartReading:
 
 
 def part_readings(hierarchy: dict) -> dict[int, PartReading]:
-    """Parse labels.json's "hierarchy" (see lerf.data.demo_scene) into one reading per part id.
+    """Parse labels.json's "hierarchy" (see lerf.demo.scene) into one reading per part id.
 
     Example: {"parts": {"5": {"name": "teapot lid", "object": 3, "size_m": 0.088}},
               "objects": {"3": {"name": "blue teapot", "size_m": 0.267, "group": "tea set"}}}

@@ -1,0 +1,134 @@
+"""Ask a trained run questions in words: relevancy maps, a camera-path video, a 3D point query.
+
+    lerf-query run=outputs/demo/<date> prompt="red mug"        (or: python query.py ...)
+    python query.py run=... prompt='[red mug, blue teapot]' views=eval video=true ply=true
+
+Reads the run's checkpoint only; writes under <run>/queries/<prompt>/ (or out=<dir>; prompts other
+than plain words get a short hash in the folder name) and never replaces earlier outputs unless
+overwrite=true. Prompts are checked before anything is rendered; each JSON records the prompt
+text and the checkpoint step that answered it.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING
+from tqdm import tqdm
+
+from lerf.cli import parse_args, run
+from lerf.data.camera_path import interpolate_path
+from lerf.data.atomic import write_json
+from lerf.query.images import overlay, to_uint8
+from lerf.query.outputs import check_writable, output_paths, prompt_dirname, save_query, write_ply, write_video
+from lerf.query.points3d import PLY_THRESHOLD, relevant_points
+from lerf.query.relevancy import validate_prompt
+from lerf.query.run import load_run, select_views
+
+log = logging.getLogger("query")
+
+
+@dataclass
+class QueryArgs:
+    run: str = MISSING
+    prompt: Any = MISSING  # one text, or a list of texts
+    views: str = "eval"  # eval | train | all | comma-separated frame indices, e.g. "0,8,16"
+    out: Optional[str] = None  # default: <run>/queries
+    device: str = "auto"
+    chunk: int = 4096
+    overwrite: bool = False
+    video: bool = False  # render a camera path through the selected views
+    video_frames: int = 48
+    ply: bool = False  # 3D query: relevant points kept only where the run's visibility grid says enough
+    ply_threshold: float = PLY_THRESHOLD  # training views (relevancy.visibility_min_views) saw them
+
+
+def prompts_of(value: Any) -> list[str]:
+    """The validated, de-duplicated prompts of `prompt=` (one text or a list), before any rendering."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise SystemExit("prompt=[] holds no prompt: give a text such as prompt='red mug'")
+    try:
+        return list(dict.fromkeys(validate_prompt(p) for p in items))
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+
+
+def planned_outputs(prompts: list[str], view_names: list[str], out_root: Path, args: QueryArgs) -> list[Path]:
+    """Every file this query will write, so that an existing one stops it before any rendering."""
+    paths = []
+    for prompt in prompts:
+        out_dir = out_root / prompt_dirname(prompt)
+        paths += [p for name in view_names for p in output_paths(out_dir, name).values()]
+        paths.append(out_dir / "summary.json")
+        paths += [out_dir / "path.mp4", out_dir / "path.gif"] if args.video else []
+        paths += [out_dir / "points.ply"] if args.ply else []
+    return paths
+
+
+def run_video(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
+    path = interpolate_path(loaded.scene.cameras, views if len(views) > 1 else loaded.scene.train_idx[:8],
+                            args.video_frames)
+    target = out_dir / "path.mp4"
+    check_writable([target, target.with_suffix(".gif")], args.overwrite)
+    frames = []
+    for i in tqdm(range(len(path)), desc=f"video '{prompt}'", leave=False):
+        result = engine.query(prompt, path, i, key=("path", i))
+        frames.append(to_uint8(overlay(engine.view(path, i, key=("path", i)).rgb, result.relevancy)))
+    return write_video(target, frames, fps=12)
+
+
+def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
+    scene = loaded.scene
+    target = out_dir / "points.ply"
+    check_writable([target], args.overwrite)
+    # The same visibility grid as the 2D maps (LERF §3.4).
+    grid = loaded.visibility(args.chunk)
+    found = relevant_points(engine, scene.cameras, prompt, views, grid, args.ply_threshold)
+    world = scene.to_world(found.points)
+    write_ply(target, world, found.colors, found.values)
+    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, world.shape[0],
+             found.candidates, grid.min_views, target)
+    return target
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    args = parse_args(QueryArgs, argv, usage=__doc__)
+    prompts = prompts_of(args.prompt)
+    loaded = load_run(args.run, args.device)
+    views = select_views(args.views, loaded.scene)
+    names = {v: Path(loaded.scene.frame_names[v]).stem for v in views}
+    out_root = Path(args.out) if args.out else loaded.run_dir / "queries"
+    check_writable(planned_outputs(prompts, list(names.values()), out_root, args), args.overwrite)
+    engine = loaded.engine(args.chunk)
+    summaries: dict[str, list[dict]] = {p: [] for p in prompts}
+    # Views outside, prompts inside: each view is rendered once and every prompt reuses it.
+    for v in tqdm(views, desc="views"):
+        render = engine.view(loaded.scene.cameras, v)
+        for prompt in prompts:
+            result = engine.query(prompt, loaded.scene.cameras, v)
+            out_dir = out_root / prompt_dirname(prompt)
+            summaries[prompt].append(save_query(result, render, out_dir, names[v], args.overwrite, loaded.step))
+    for prompt in prompts:
+        out_dir = out_root / prompt_dirname(prompt)
+        for s in summaries[prompt]:
+            log.info("'%s' %s: scale %.2f m, peak %s (relevancy %.3f)", prompt, s["view"], s["scale_m"],
+                     s["peak_xy"], s["peak_relevancy"])
+        if args.video:
+            log.info("video: %s", run_video(engine, loaded, prompt, views, out_dir, args))
+        if args.ply:
+            run_ply(engine, loaded, prompt, views, out_dir, args)
+        write_json(out_dir / "summary.json", summaries[prompt])
+        log.info("'%s' (checkpoint step %d) -> %s", prompt, loaded.step, out_dir)
+
+
+def cli() -> None:
+    """The console script: user errors as one line, exit status 2 (lerf.cli.run)."""
+    run(main)
+
+
+if __name__ == "__main__":
+    cli()
