@@ -272,3 +272,38 @@ def test_version_3_checkpoints_migrate(tmp_path, caplog):
     assert migrated.config.model.language.scale_mode == "depth"
     assert "crop_sampling=log_uniform was pruned" in caplog.text and "scale_mode=ray_depth" in caplog.text
     migrated.build_model(torch.device("cpu"))  # the weights still fit the model
+
+
+def test_authors_scale_preset_trains_unbounded_and_records_its_unit(tmp_path):
+    """experiment=authors_scale: the authors' scale mode and query range (0-1.5, 30 values); on an
+    unbounded scene (the language field contracted with L2) it trains, and the checkpoint's scale
+    range is in the authors' units: pyramid positions in [0, 1] times H x distance / fy."""
+    from lerf.checkpoint import load_checkpoint
+    from lerf.config import to_typed
+    from lerf.train.trainer import train
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config(tmp_path, "experiment=authors_scale", "scene.bounded=false", "trainer.max_steps=3",
+                      "trainer.eval_at_end=false")
+    typed = to_typed(cfg)
+    assert typed.model.language.scale_mode == "authors" and typed.model.language.contraction == "l2"
+    assert (typed.relevancy.scale_min_m, typed.relevancy.scale_max_m, typed.relevancy.num_scales) == (0.0, 1.5, 30)
+    train(cfg, tmp_path / "run")
+    scales = load_checkpoint(tmp_path / "run").scale_range
+    assert scales.unit == "authors" and 0.0 <= scales.low < scales.high
+
+
+def test_max_canonical_reduce_reaches_the_cached_and_exact_queries(lang_run):
+    """relevancy.canonical_reduce=max (experiment=max_canonical): the cached engine and the exact
+    path agree, and the max over canonical phrases never scores below LERF's min."""
+    from lerf.query.run import load_run
+
+    loaded = load_run(lang_run, "cpu")
+    cam = loaded.scene.eval_idx[0]
+    lerf_min = loaded.engine(chunk=1024).query_exact("red mug", loaded.scene.cameras, cam)
+    loaded.cfg.relevancy.canonical_reduce = "max"
+    engine = loaded.engine(chunk=1024)
+    cached = engine.query("red mug", loaded.scene.cameras, cam)
+    exact = engine.query_exact("red mug", loaded.scene.cameras, cam)
+    assert torch.allclose(cached.maps, exact.maps, atol=1e-5) and cached.scale_idx == exact.scale_idx
+    assert (exact.maps >= lerf_min.maps - 1e-6).all() and (exact.maps > lerf_min.maps + 1e-3).any()
