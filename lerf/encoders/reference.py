@@ -14,6 +14,14 @@ canonical phrases, always, plus any passed in as `generic_phrases`) use RHO_GENE
 they sit close to the shared part, so an off-target region scores about 0.5 or less and an
 on-target one about 1.
 
+Content composes from words: a one-word text is its word's vector; a longer text is
+normalise(v_phrase + MODIFIER_WEIGHT·(v_w1 + ...) + HEAD_WEIGHT·v_head) with the head noun last and
+v_phrase the phrase's own direction (a phrase means more than its words). So "red mug" and
+"red apple" share "red" (cosine 0.34), "red mug" and "white mug" share "mug" (0.46), "teapot lid"
+and "blue teapot" share "teapot" (0.39); the names of the instrument's vocabulary (every name in
+the hierarchy, their words, the generic phrases) get exactly orthonormal directions, any other
+word a seeded random one.
+
 The canonical phrases' roles (CANONICAL_ROLES). In real CLIP they are not interchangeable:
 "stuff" and "texture" sit nearer plain surfaces and backgrounds than "object" and "things" do, and
 relevancy's min over them (the hardest negative) is what holds down a table or a wall that looks
@@ -23,16 +31,9 @@ a little like the query. So here the content of "stuff" leans towards what stuff
 u the normalised sum of those names' directions. "object" and "things" keep their own direction.
 A close-up of the table then has cosine 0.4 with "object" and 0.68 with "texture" (an ordinary
 object crop 0.4 with all four), so an unrelated query scores 0.12 there with "object" alone and
-0.008 with the min over all four (`experiment=one_canonical` / `max_canonical` show the
-difference). A reading is never itself a canonical phrase: a too-close crop of an object without
+0.008 with the min over all four (the sensitivity rows `experiment=one_canonical` and
+`max_canonical` take that away). A reading is never itself a canonical phrase: a too-close crop of an object without
 an attribute word reads "surface", not "texture".
-Content composes from words: a one-word text is its word's vector; a longer text is
-normalise(v_phrase + MODIFIER_WEIGHT·(v_w1 + ...) + HEAD_WEIGHT·v_head) with the head noun last and
-v_phrase the phrase's own direction (a phrase means more than its words). So "red mug" and
-"red apple" share "red" (cosine 0.34), "red mug" and "white mug" share "mug" (0.46), "teapot lid"
-and "blue teapot" share "teapot" (0.39); the names of the instrument's vocabulary (every name in
-the hierarchy, their words, the generic phrases) get exactly orthonormal directions, any other
-word a seeded random one.
 
 What a crop means: its physical extent against the hierarchy. The crop is read pixel by pixel;
 `crop_m` gives, per pixel, the crop's side in metres at that pixel's depth (crop side in pixels x
