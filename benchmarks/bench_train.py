@@ -53,7 +53,7 @@ def run_preset(overrides: list[str], steps: int, warmup: int, rays: int) -> dict
     sampler, gen = RaySampler(run.scene, device), torch.Generator().manual_seed(0)
 
     def step(i):
-        loss, _ = compute_losses(model, sampler.sample(rays, gen), i, gen, sup)
+        loss, _, _ = compute_losses(model, sampler.sample(rays, gen), i, gen, sup)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -25,6 +25,7 @@ import torch
 from lerf.config import TrainConfig, to_plain, to_typed
 from lerf.data.atomic import replace_atomically
 from lerf.data.cameras import Cameras
+from lerf.fields.scale_modes import ScaleRange
 from lerf.model import LerfModel, SceneGeometry, build_model
 
 CHECKPOINT_DIR = "checkpoints"
@@ -33,7 +34,11 @@ FORMAT = "lerf-checkpoint"
 # 2: format + version keys, geometry and dims stored (written since the lerf/ layout of late 2026).
 # 3: appearance embedding and pose refinement (their weights, the training frames in the geometry,
 #    the fitted camera poses `c2w`).
-VERSION = 3
+# 4: the trained scales as a record {low, high, unit} (`scale_range`, was `scale_range_m`); the
+#    language field's contraction in the config (model.language.contraction); the pruned switches
+#    model.language.crop_sampling and scale_mode=ray_depth gone (docs/pruned_scale.md).
+# Older versions are migrated when read (MIGRATIONS), never by compatibility defaults in the schema.
+VERSION = 4
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,7 @@ class Checkpoint:
     scheduler: Optional[dict] = None
     rng: Optional[dict] = None
     train_time_s: float = 0.0
-    scale_range_m: Optional[list[float]] = None  # physical scales the language field was trained at
+    scale_range: Optional[ScaleRange] = None  # the scales the language field was trained at
 
     def build_model(self, device: torch.device) -> LerfModel:
         """The trained model on `device`, in eval mode (backend resolved against `device`)."""
@@ -139,7 +144,8 @@ def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint, keep: int = 2) -> Pat
     state = {"format": FORMAT, "version": VERSION, "step": ckpt.step, "config": to_plain(ckpt.config),
              "geometry": asdict(ckpt.geometry), "dims": dict(ckpt.dims), "model": ckpt.model, "c2w": ckpt.c2w,
              "optimizer": ckpt.optimizer, "scheduler": ckpt.scheduler, "rng": ckpt.rng,
-             "train_time_s": ckpt.train_time_s, "scale_range_m": ckpt.scale_range_m}
+             "train_time_s": ckpt.train_time_s,
+             "scale_range": asdict(ckpt.scale_range) if ckpt.scale_range is not None else None}
     path = checkpoint_file(run_dir, ckpt.step)
     replace_atomically(path, lambda tmp: torch.save(state, tmp), _tensor_bytes(state) + (1 << 20))
     _verify(path, ckpt.step)
@@ -148,11 +154,37 @@ def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint, keep: int = 2) -> Pat
     return path
 
 
+def _migrate_v3(state: dict, path: Path) -> dict:
+    """Version 3 -> 4. Runs before version 4 contracted the language grid with L-inf (what they were
+    trained with); a pruned switch's value is replaced by the kept one, with a warning: querying is
+    unaffected (crop sampling only acts in training, and every query sample takes the searched
+    scale whatever the training scale mode), resuming would train on with the kept one."""
+    lang = state["config"]["model"]["language"]
+    lang.setdefault("contraction", "linf")
+    pruned = {"crop_sampling": (lang.pop("crop_sampling", "uniform"), "uniform"),
+              "scale_mode": (lang.get("scale_mode"), "depth")}
+    if pruned["scale_mode"][0] == "ray_depth":
+        lang["scale_mode"] = "depth"
+    for key, (value, kept) in pruned.items():
+        if value in ("log_uniform", "ray_depth"):
+            log.warning("%s: model.language.%s=%s was pruned (docs/pruned_scale.md); read as %s", path, key, value,
+                        kept)
+    old = state.pop("scale_range_m", None)
+    state["scale_range"] = {"low": old[0], "high": old[1], "unit": "m"} if old else None
+    state["version"] = 4
+    return state
+
+
+MIGRATIONS = {3: _migrate_v3}  # version -> function returning the state in version + 1
+
+
 def _parse(state: Any, path: Path) -> Checkpoint:
-    """Check the format and version, then type every field."""
+    """Check the format, migrate an older version, then type every field."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a lerf checkpoint (or was written by a lerf older than format "
                               f"version {VERSION}); retrain the run with this version")
+    while state.get("version") in MIGRATIONS:
+        state = MIGRATIONS[state["version"]](state, path)
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {state.get('version')}; this lerf reads "
                               f"version {VERSION}")
@@ -160,7 +192,8 @@ def _parse(state: Any, path: Path) -> Checkpoint:
                       geometry=SceneGeometry(**state["geometry"]), dims=dict(state["dims"]), model=state["model"],
                       c2w=state.get("c2w"),
                       optimizer=state["optimizer"], scheduler=state["scheduler"], rng=state["rng"],
-                      train_time_s=float(state.get("train_time_s", 0.0)), scale_range_m=state.get("scale_range_m"))
+                      train_time_s=float(state.get("train_time_s", 0.0)),
+                      scale_range=ScaleRange(**state["scale_range"]) if state.get("scale_range") else None)
 
 
 def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:

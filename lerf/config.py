@@ -98,21 +98,20 @@ class LanguageConfig:
     # The authors' field normalises each sample's CLIP output before the weighted sum (the ray is
     # normalised again after); false composites raw outputs (ablation).
     normalize_samples: bool = True
-    # How a training ray's crop becomes a physical scale (LERF §3.1): "depth" = crop_px / f × each
-    # sample's own z-depth (metres); "ray_depth" = × the ray's expected depth (ablation: one scale
-    # per ray); "no_depth" = × nominal_depth_m for every pixel (ablation: the crop's angular size,
-    # no depth); "none" = the CLIP head sees no scale (ablation).
+    # How a training ray's crop becomes the CLIP head's scale input (lerf/fields/scale_modes.py):
+    # "depth" = crop_px / f × each sample's own z-depth, in metres (LERF §3.1, the seed);
+    # "authors" = kerrj/lerf's pyramid position × H · distance / fy (`experiment=authors_scale`);
+    # "no_depth" = × nominal_depth_m for every pixel (ablation); "none" = no scale (ablation).
     scale_mode: str = "depth"
+    # Contraction of the language field's hash-grid coordinates in unbounded scenes: "l2" (the
+    # authors' LERFField: nerfstudio SceneContraction() defaults to the L2 norm of mip-NeRF 360) or
+    # "linf" (nerfacto's, which the NeRF keeps). Bounded scenes are a box: no contraction.
+    contraction: str = "l2"
     clip_loss: str = "huber"  # huber | cosine
     huber_delta: float = 1.25
     clip_weight: float = 0.1
     dino_weight: float = 1.0
     nominal_depth_m: float = 1.0  # scale_mode=no_depth only
-    # How a training ray's crop size is drawn between the pyramid's smallest and largest crop:
-    # "uniform" in crop fraction (LERF §3.1 and the authors' code); "log_uniform", uniform in log
-    # crop fraction (ours): with 5-50 % crops, 38 % of rays at or below 12 % of the image
-    # height, where parts are read, instead of 16 %.
-    crop_sampling: str = "uniform"
     # Rays of each batch that the language losses read, spread evenly over the batch (so a
     # rarity batch keeps its mix); 0 = all (LERF). Ours, for CPU presets: the language field is
     # over half of a CPU step, and it gains little from more rays per step (docs/history.md, "thin parts").
@@ -121,8 +120,8 @@ class LanguageConfig:
     def __post_init__(self) -> None:
         if self.rays_per_batch < 0:
             raise ValueError(f"model.language.rays_per_batch must be >= 0 (0 = every ray), got {self.rays_per_batch}")
-        if self.crop_sampling not in ("uniform", "log_uniform"):
-            raise ValueError(f"model.language.crop_sampling must be uniform or log_uniform, got '{self.crop_sampling}'")
+        if self.contraction not in ("l2", "linf"):
+            raise ValueError(f"model.language.contraction must be l2 or linf, got '{self.contraction}'")
 
 
 @dataclass
@@ -267,8 +266,13 @@ class TrainerConfig:
 class RelevancyConfig:
     # LERF §3.4: relevancy = min over canonical phrases of the pairwise softmax.
     canonical_phrases: List[str] = field(default_factory=lambda: ["object", "things", "stuff", "texture"])
+    # How the pairwise softmaxes against the canonical phrases combine: "min" (LERF §3.4, the
+    # hardest negative) or "max" (the sensitivity row `experiment=max_canonical`).
+    canonical_reduce: str = "min"
     temperature: float = 10.0  # the softmax multiplies cosine similarities by this
-    # LERF §3.4: the scale is searched over 30 values in 0-2 m.
+    # LERF §3.4: the scale is searched over 30 values in 0-2 m (in the unit of
+    # model.language.scale_mode: metres, or the authors' units for scale_mode=authors, where
+    # their code searches 0-1.5; `experiment=authors_scale`).
     scale_min_m: float = 0.0
     scale_max_m: float = 2.0
     num_scales: int = 30
@@ -293,6 +297,8 @@ class RelevancyConfig:
     tensorboard_prompt: Optional[str] = None  # relevancy image in TensorBoard for this prompt
 
     def __post_init__(self) -> None:
+        if self.canonical_reduce not in ("min", "max"):
+            raise ValueError(f"relevancy.canonical_reduce must be min or max, got '{self.canonical_reduce}'")
         if self.scale_spacing not in ("linear", "geometric"):
             raise ValueError(f"relevancy.scale_spacing must be linear or geometric, got '{self.scale_spacing}'")
         if self.scale_spacing == "geometric" and self.scale_min_m <= 0:

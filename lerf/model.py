@@ -104,7 +104,13 @@ class LerfModel(nn.Module):
         return pos, t_mid, deltas
 
     def unit_coords(self, pos: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
+        """The NeRF's (and the visibility grid's) hash-grid coordinates: nerfacto's L-inf contraction."""
         return to_unit_cube(pos, self.geometry.bounded, self.geometry.bound)
+
+    def language_coords(self, pos: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
+        """The language field's hash-grid coordinates: `model.language.contraction` (the authors'
+        L2 by default); identical to `unit_coords` in a bounded scene, which is a box."""
+        return to_unit_cube(pos, self.geometry.bounded, self.geometry.bound, self.cfg.language.contraction)
 
     def refined_c2w(self, c2w: Float[Tensor, "n 3 4"]) -> Float[Tensor, "n 3 4"]:
         """The scene's camera-to-world (normalised frame) with the learned pose corrections of the
@@ -167,7 +173,7 @@ class LerfModel(nn.Module):
         """Scale-independent part of the language field, shared by every scale of a query."""
         if self.language is None:
             raise RuntimeError("this model has no language field (model.language.enabled=false)")
-        return self.language.bottleneck(self.unit_coords(pos.reshape(-1, 3)))
+        return self.language.bottleneck(self.language_coords(pos.reshape(-1, 3)))
 
     def sample_clip(self, bottleneck: Float[Tensor, "rk b"], scale_m: Float[Tensor, "r k"]) -> Float[Tensor, "r k d"]:
         """Each sample's CLIP embedding at its own scale; unit length when

@@ -400,10 +400,10 @@ def test_non_finite_loss_stops_training_and_is_never_checkpointed(shared, tmp_pa
     real = trainer.compute_losses
 
     def diverging(model, batch, step, *args):
-        loss, logs = real(model, batch, step, *args)
+        loss, logs, scales = real(model, batch, step, *args)
         if step >= 6:
             loss, logs["loss/total"] = loss * float("nan"), float("nan")
-        return loss, logs
+        return loss, logs, scales
 
     monkeypatch.setattr(trainer, "compute_losses", diverging)
     run = tmp_path / "run"

@@ -156,13 +156,13 @@ def test_language_losses_read_an_evenly_spread_subset_of_the_batch(tmp_path):
     model = run.model
     batch = RaySampler(run.scene, torch.device("cpu")).sample(64, torch.Generator().manual_seed(0))
     out = model(batch.origins, batch.dirs, step=0, jitter=False)
-    subset_loss, subset_logs = language_losses(model, out, batch, run.supervision, torch.Generator().manual_seed(1))
+    subset_loss, subset_logs, _ = language_losses(model, out, batch, run.supervision, torch.Generator().manual_seed(1))
     idx = spread_indices(64, 24)
     model.cfg.language = dataclasses.replace(model.cfg.language, rays_per_batch=0)
     picked = {key: value[idx] for key, value in out.items() if key in ("weights", "positions", "t_mid", "depth")}
-    full_loss, full_logs = language_losses(model, picked, batch.subset(idx), run.supervision,
+    full_loss, full_logs, _ = language_losses(model, picked, batch.subset(idx), run.supervision,
                                            torch.Generator().manual_seed(1))
     assert subset_loss.item() == pytest.approx(full_loss.item(), rel=1e-6)
     assert subset_logs["loss/clip"] == pytest.approx(full_logs["loss/clip"], rel=1e-6)
-    everything, _ = language_losses(model, out, batch, run.supervision, torch.Generator().manual_seed(1))
+    everything, _, _ = language_losses(model, out, batch, run.supervision, torch.Generator().manual_seed(1))
     assert everything.item() != pytest.approx(subset_loss.item(), rel=1e-3)  # 64 rays are not 24

@@ -144,3 +144,31 @@ def test_part_readings_parse_the_demo_hierarchy():
     assert lid.part_size_m < lid.object_size_m
     groups = {r.object: r.group for r in readings.values()}
     assert groups["yellow banana"] == groups["red apple"] == "fruit"
+
+
+# ------------------------------------------------------------------------------- canonical roles
+
+def test_texture_and_stuff_hold_down_plain_surfaces(enc):
+    """A close-up of the table reads "surface": cosine 0.4 with "object" (as any ordinary text),
+    0.4 + 0.4 x 0.707 = 0.683 with "texture" (its lean is "surface" alone). For an unrelated query
+    (cosine 0.2) relevancy is sigmoid(10 x (0.2 - 0.4)) = 0.119 with "object" alone or the max over
+    the canonicals, sigmoid(10 x (0.2 - 0.683)) = 0.0079 with LERF's min."""
+    surface = enc.encode_crops(torch.zeros(1, 3, S, S), crop({}), torch.full((1, S, S), 0.01))  # all table
+    canon = enc.encode_text(CANON)
+    sims = (surface @ canon.T)[0]
+    assert sims[0].item() == pytest.approx(0.4, abs=1e-4) and sims[3].item() == pytest.approx(0.6828, abs=1e-4)
+    assert enc.role_names("stuff") == ["background", "surface", "table"] and enc.role_names("object") == []
+    q = enc.encode_text(["blue teapot"])[0]
+    assert float(relevancy(surface, q, canon, 10.0)[0]) == pytest.approx(0.0079, abs=1e-4)
+    assert float(relevancy(surface, q, canon, 10.0, "max")[0]) == pytest.approx(0.1192, abs=1e-4)
+    assert float(relevancy(surface, q, canon[:1], 10.0)[0]) == pytest.approx(0.1192, abs=1e-4)
+    # an object crop is held down by all four alike: the roles only act on surfaces
+    mug = enc.encode_text(["red mug"])
+    assert torch.allclose(mug @ canon.T, torch.full((1, 4), 0.4), atol=1e-5)
+
+
+def test_canonical_phrases_are_generic_whatever_the_query_uses():
+    """The supervision must not change with relevancy.canonical_phrases (one_canonical re-scores)."""
+    one, four = ReferenceClipEncoder(HIER, ["object"], dim=64), ReferenceClipEncoder(HIER, CANON, dim=64)
+    assert one.cache_key() == four.cache_key()
+    assert torch.equal(one.encode_text(CANON), four.encode_text(CANON))

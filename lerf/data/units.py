@@ -44,3 +44,34 @@ def metres_per_pixel(depth_z_m: Float[Tensor, "n h w"], fy_px: Float[Tensor, " n
     Example: a surface 1 m away seen with fy = 200 px -> 5 mm per pixel.
     """
     return depth_z_m / fy_px[:, None, None]
+
+
+# -- the training scale of a crop, in both directions ----------------------------------------------
+# A crop of `frac` x image height pixels, seen through a camera of focal length fy_px, spans the
+# angle crop_px / fy = frac · H / fy; at camera depth z its physical side is that times z
+# (`crop_size_m`). The query side needs the inverse: which crop fraction has a given physical side
+# at a pixel (the instrument's oracle and part_fit read the pyramid there).
+
+
+def crop_px_over_f(frac: Float[Tensor, "*#b"], image_height: int, fy_px: Float[Tensor, "*#b"]
+                   ) -> Float[Tensor, "*#b"]:
+    """The crop's angular size, crop_px / f = frac · H / fy. Example: 10 % of 320 px, fy = 160 px -> 0.2."""
+    return frac * image_height / fy_px
+
+
+def crop_frac_for_scale(scale_m: float | Float[Tensor, "*#b"], px_m: Float[Tensor, "*#b"], image_height: int
+                        ) -> Float[Tensor, "*#b"]:
+    """Inverse of the training scale: the crop fraction whose physical side is `scale_m` at a
+    pixel spanning `px_m` metres (`metres_per_pixel`). Example: 0.1 m, 2 mm per pixel, H = 200 px
+    -> 0.1 / (0.002 · 200) = 0.25. A pixel with no surface (px_m = inf) gives 0."""
+    return scale_m / (px_m * image_height)
+
+
+def pyramid_position(frac: Float[Tensor, "*#b"], min_frac: float, max_frac: float) -> Float[Tensor, "*#b"]:
+    """Where a crop fraction lies in the pyramid, 0 at its smallest crop and 1 at its largest: the
+    authors' training scale unit (kerrj/lerf PyramidEmbeddingDataloader._random_scales returns
+    (bin + weight) · step, i.e. (frac - 0.05) / 0.45 for their 5-50 % pyramid).
+    Example: 5-50 % pyramid, a 27.5 % crop -> 0.5; a single-level pyramid -> 0."""
+    if max_frac <= min_frac:
+        return frac * 0.0
+    return (frac - min_frac) / (max_frac - min_frac)

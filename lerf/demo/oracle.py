@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from lerf.config import TrainConfig
-from lerf.data.units import metres_per_pixel
+from lerf.data.units import crop_frac_for_scale, metres_per_pixel
 from lerf.encoders.factory import pyramid_crop_fracs
 from lerf.encoders.pyramid import build_clip_pyramid
 from lerf.evaluation.localization import localize, summarize_localization
@@ -48,7 +48,7 @@ def supervision_embeddings(encoder, scene, cfg: TrainConfig, cam: int, scales_m:
     image = torch.zeros(h * w, dtype=torch.long)
     embeds, valid = [], []
     for s in scales_m.tolist():
-        frac = (s / (px_m * h)).reshape(-1)
+        frac = crop_frac_for_scale(s, px_m, h).reshape(-1)
         ok = torch.isfinite(frac) & (frac >= pyramid.min_frac) & (frac <= pyramid.max_frac)
         looked = pyramid.lookup(image, u.reshape(-1), v.reshape(-1), torch.nan_to_num(frac, posinf=0.0).float())
         embeds.append(F.normalize(looked, dim=-1) * ok[:, None])
@@ -67,7 +67,8 @@ def evaluate_oracle(cfg: TrainConfig, scene, encoder, out_dir: Path, labels: Opt
         embeds, _ = supervision_embeddings(encoder, scene, cfg, cam, scales)
         for category, label in frame.categories.items():
             query = texts.embed([category])[0]
-            maps = torch.stack([relevancy(e, query, texts.canon, cfg.relevancy.temperature) for e in embeds])
+            maps = torch.stack([relevancy(e, query, texts.canon, cfg.relevancy.temperature,
+                                          cfg.relevancy.canonical_reduce) for e in embeds])
             idx, _ = best_scale(maps)
             results.append(localize(maps[idx].reshape(h, w), label.boxes, protocol="lerf", query=category,
                                     view=Path(frame.frame_name).stem, scene=cfg.scene.name, query_level=label.level))

@@ -32,7 +32,7 @@ from torch import Tensor
 from lerf.config import TrainConfig
 from lerf.data.atomic import write_json, write_text
 from lerf.data.cameras import camera_rays
-from lerf.data.units import depth_m_to_ray_t, metres_per_pixel
+from lerf.data.units import crop_frac_for_scale, depth_m_to_ray_t, metres_per_pixel
 from lerf.encoders.factory import pyramid_crop_fracs
 from lerf.encoders.pyramid import ClipPyramid, build_clip_pyramid
 from lerf.query.relevancy import TextEmbeddings, relevancy
@@ -86,7 +86,7 @@ def crop_frac_at(pyramid: ClipPyramid, px_m: Float[Tensor, "n h w"], frame: Int[
                  ) -> tuple[Float[Tensor, " m"], Bool[Tensor, " m"]]:
     """Crop fraction whose physical side at each pixel's depth is `scale_m`, and whether it lies
     inside the pyramid (background: infinite depth, never inside)."""
-    frac = scale_m / (px_m[frame, row, col] * px_m.shape[1])
+    frac = crop_frac_for_scale(scale_m, px_m[frame, row, col], px_m.shape[1])
     return frac, torch.isfinite(frac) & (frac >= pyramid.min_frac) & (frac <= pyramid.max_frac)
 
 

@@ -10,8 +10,10 @@ Never use them for a real capture: they need ground-truth masks and carry no vis
 Embedding geometry. Every embedding is sqrt(rho)·c + sqrt(1 - rho)·content, where c is one shared
 unit vector and content a unit vector orthogonal to it. Ordinary texts use rho = RHO = 0.2, so
 unrelated texts have cosine 0.2, as unrelated real CLIP embeddings do; generic phrases (LERF's
-canonical phrases, passed in as `generic_phrases`) use RHO_GENERIC = 0.8, i.e. they sit close to
-the shared part, so an off-target region scores about 0.5 or less and an on-target one about 1.
+canonical phrases, always, plus any passed in as `generic_phrases`) use RHO_GENERIC = 0.8, i.e.
+they sit close to the shared part, so an off-target region scores about 0.5 or less and an
+on-target one about 1.
+
 Content composes from words: a one-word text is its word's vector; a longer text is
 normalise(v_phrase + MODIFIER_WEIGHT·(v_w1 + ...) + HEAD_WEIGHT·v_head) with the head noun last and
 v_phrase the phrase's own direction (a phrase means more than its words). So "red mug" and
@@ -20,13 +22,26 @@ and "blue teapot" share "teapot" (0.39); the names of the instrument's vocabular
 the hierarchy, their words, the generic phrases) get exactly orthonormal directions, any other
 word a seeded random one.
 
+The canonical phrases' roles (CANONICAL_ROLES). In real CLIP they are not interchangeable:
+"stuff" and "texture" sit nearer plain surfaces and backgrounds than "object" and "things" do, and
+relevancy's min over them (the hardest negative) is what holds down a table or a wall that looks
+a little like the query. So here the content of "stuff" leans towards what stuff pixels read
+(the background, the "stuff" objects of the hierarchy — the table — and their close-up reading
+"surface"), that of "texture" towards "surface": content = normalise(v_phrase + ROLE_LEAN·u),
+u the normalised sum of those names' directions. "object" and "things" keep their own direction.
+A close-up of the table then has cosine 0.4 with "object" and 0.68 with "texture" (an ordinary
+object crop 0.4 with all four), so an unrelated query scores 0.12 there with "object" alone and
+0.008 with the min over all four (the sensitivity rows `experiment=one_canonical` and
+`max_canonical` take that away). A reading is never itself a canonical phrase: a too-close crop of an object without
+an attribute word reads "surface", not "texture".
+
 What a crop means: its physical extent against the hierarchy. The crop is read pixel by pixel;
 `crop_m` gives, per pixel, the crop's side in metres at that pixel's depth (crop side in pixels x
 camera-z depth / focal length). A pixel of part p of object o of group g is read at one of four
 levels, by comparing s = crop_m with the sizes (bounding-sphere diameters) d_p and d_o:
 
     texture  s < ALPHA·d          too close to see what it is: the object's attribute word
-                                  ("red", "blue"; "texture" for an object without one),
+                                  ("red", "blue"; "surface" for an object without one),
                                   d = d_p on a named part, d_o elsewhere
     part     ALPHA·d_p < s < d_p  the part ("teapot lid"); only on named parts
     object   ... < s < d_o        the object ("blue teapot")
@@ -70,10 +85,17 @@ from lerf.encoders.base import seeded_unit_vector, stride_from_grid, unit_normal
 
 BACKGROUND_ID = 0
 BACKGROUND_NAME = "background"
-TEXTURE_NAME = "texture"  # what a too-close crop of an object without an attribute word reads as
+SURFACE_NAME = "surface"  # what a too-close crop of an object without an attribute word reads as
 CLIP_NAMESPACE = "lerf-reference-clip"
 DINO_NAMESPACE = "lerf-reference-dino"
-VERSION = 2  # bump when the embedding rule changes (it is part of the feature-cache key)
+# 3: the canonical phrases' roles; the attribute-less close-up reads "surface" (was "texture").
+VERSION = 3  # bump when the embedding rule changes (it is part of the feature-cache key)
+# LERF's canonical phrases (§3.4) and what each leans towards (module docstring): "stuff" towards
+# the readings of stuff pixels (background, the stuff objects' names, "surface"), "texture"
+# towards "surface".
+CANONICAL_ROLES = {"object": (), "things": (), "stuff": (BACKGROUND_NAME, SURFACE_NAME, "<stuff objects>"),
+                   "texture": (SURFACE_NAME,)}
+ROLE_LEAN = 1.0  # weight of a canonical phrase's lean beside its own direction (weight 1)
 
 RHO, RHO_GENERIC = 0.2, 0.8  # squared weight of the shared direction: ordinary texts, generic phrases
 HEAD_WEIGHT, MODIFIER_WEIGHT = 0.8, 0.6  # word weights beside the phrase's own direction (weight 1)
@@ -129,7 +151,7 @@ def part_readings(hierarchy: dict) -> dict[int, PartReading]:
         name = canonical_text(obj["name"])
         words = name.split()
         out[int(pid)] = PartReading(
-            texture=" ".join(words[:-1]) or TEXTURE_NAME,
+            texture=" ".join(words[:-1]) or SURFACE_NAME,
             part=canonical_text(part["name"]) if part.get("name") else None,
             object=name, group=canonical_text(obj["group"]) if obj.get("group") else None,
             part_size_m=float(part["size_m"]), object_size_m=float(obj["size_m"]), object_id=int(part["object"]),
@@ -149,7 +171,9 @@ class ReferenceClipEncoder:
                  dim: int = 128, device: str | torch.device = "cpu", input_px: int = 32):
         self.hierarchy = hierarchy
         self.readings = part_readings(hierarchy)
-        self.generic = tuple(canonical_text(t) for t in generic_phrases)
+        # LERF's canonical phrases are always generic, so the supervision does not change with the
+        # query's canonical phrases (experiment=one_canonical re-scores the same pyramid).
+        self.generic = tuple(dict.fromkeys([*CANONICAL_ROLES, *(canonical_text(t) for t in generic_phrases)]))
         self.embed_dim = dim
         self.device = torch.device(device)
         # Crops are resized to this before reading: ids and sizes are resampled nearest-neighbour,
@@ -162,7 +186,7 @@ class ReferenceClipEncoder:
 
     # -- text ----------------------------------------------------------------------------------
     def _vocabulary(self) -> list[str]:
-        names = {TEXTURE_NAME, BACKGROUND_NAME, *self.generic}
+        names = {SURFACE_NAME, BACKGROUND_NAME, *self.generic}
         for r in self.readings.values():
             names |= {n for n in (r.texture, r.part, r.object, r.group) if n}
         return sorted(names | {w for n in names for w in n.split()})
@@ -183,6 +207,15 @@ class ReferenceClipEncoder:
     def _direction(self, token: str) -> Tensor:
         return self._directions[token] if token in self._directions else self._random_direction(token)
 
+    def role_names(self, phrase: str) -> list[str]:
+        """The readings a canonical phrase leans towards (CANONICAL_ROLES); [] for other texts.
+        Example: "stuff" on the demo -> ["background", "surface", "table"]."""
+        names = []
+        for name in CANONICAL_ROLES.get(phrase, ()):
+            names += [r.object for r in self.readings.values() if r.stuff and r.object_id] \
+                if name == "<stuff objects>" else [name]
+        return list(dict.fromkeys(names))
+
     def text_vector(self, text: str) -> Float[Tensor, "d"]:
         """The embedding of one text (module docstring: shared part + composed content)."""
         text = canonical_text(text)
@@ -191,6 +224,11 @@ class ReferenceClipEncoder:
         if len(words) > 1:
             content = content + MODIFIER_WEIGHT * sum(self._direction(w) for w in words[:-1]) \
                 + HEAD_WEIGHT * self._direction(words[-1])
+        lean = self.role_names(text)
+        if lean:
+            u = sum(self.text_vector(n) for n in lean)
+            u = u - (u @ self._common) * self._common  # their content, off the shared direction
+            content = content / content.norm() + ROLE_LEAN * u / u.norm()
         rho = RHO_GENERIC if text in self.generic else RHO
         return math.sqrt(rho) * self._common + math.sqrt(1 - rho) * content / content.norm()
 
@@ -235,7 +273,7 @@ class ReferenceClipEncoder:
         return {"encoder": "reference_clip", "version": VERSION, "dim": self.embed_dim, "input_px": self.input_px,
                 "hierarchy": self.hierarchy, "generic_phrases": list(self.generic),
                 "constants": [RHO, RHO_GENERIC, HEAD_WEIGHT, MODIFIER_WEIGHT, ALPHA, SOFTNESS, GROUP_MIN_COVER,
-                              STUFF_WEIGHT, MASS_POWER]}
+                              STUFF_WEIGHT, MASS_POWER, ROLE_LEAN]}
 
     def group_covered(self, ids: Int[Tensor, "n s s"]) -> Float[Tensor, "n g"]:
         """1 where a crop covers >= 2 members of a group (each >= GROUP_MIN_COVER of its pixels).

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -74,12 +74,14 @@ class LabelledEvalArgs:
     visibility_filter: Optional[bool] = None
     visible_share: Optional[bool] = None
     scale_spacing: Optional[str] = None  # linear | geometric
+    canonical_phrases: Optional[List[str]] = None  # the one_canonical row: [object]
+    canonical_reduce: Optional[str] = None  # min | max (the max_canonical row)
 
 
 def open_run(args: LabelledEvalArgs):
     """The run's query engine, scene, name and output folder (read-only access to the run)."""
     loaded = load_run(args.run, args.device)
-    for key in ("visibility_filter", "visible_share", "scale_spacing"):
+    for key in ("visibility_filter", "visible_share", "scale_spacing", "canonical_phrases", "canonical_reduce"):
         if getattr(args, key) is not None:
             setattr(loaded.cfg.relevancy, key, getattr(args, key))
     out = Path(args.out) if args.out else loaded.run_dir

@@ -15,9 +15,7 @@ from torch import Tensor, nn
 from lerf.config import LanguageConfig
 from lerf.fields.encodings import mlp
 from lerf.fields.nerf_field import make_grid
-
-# How a training ray's crop becomes the CLIP head's scale input (lerf.train.supervision.training_scales).
-SCALE_MODES = ("depth", "ray_depth", "no_depth", "none")
+from lerf.fields.scale_modes import check_scale_mode, head_scale
 
 
 class LanguageField(nn.Module):
@@ -32,18 +30,14 @@ class LanguageField(nn.Module):
         self.dino_head = mlp(cfg.bottleneck_dim, cfg.hidden_dim, dino_dim, num_hidden=cfg.dino_layers) \
             if dino_dim > 0 else None
         self.clip_dim, self.dino_dim = clip_dim, dino_dim
-        if cfg.scale_mode not in SCALE_MODES:
-            raise ValueError(f"model.language.scale_mode must be one of {SCALE_MODES}, got '{cfg.scale_mode}'")
-        self.scale_blind = cfg.scale_mode == "none"
+        self.scale_mode = check_scale_mode(cfg.scale_mode)
 
     def bottleneck(self, x_unit: Float[Tensor, "n 3"]) -> Float[Tensor, "n b"]:
         feats = torch.cat([g(x_unit) for g in self.grids], dim=-1)
         return self.bottleneck_mlp(feats)
 
     def _head_input(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n b1"]:
-        # scale_mode "none" (ablation): the head sees a constant, so one embedding serves all scales
-        scale = torch.zeros_like(scale_m) if self.scale_blind else scale_m
-        return torch.cat([bottleneck, scale[:, None]], dim=-1)
+        return torch.cat([bottleneck, head_scale(self.scale_mode, scale_m)[:, None]], dim=-1)
 
     def clip(self, bottleneck: Float[Tensor, "n b"], scale_m: Float[Tensor, " n"]) -> Float[Tensor, "n d"]:
         """Unnormalised per-sample CLIP embedding; rays normalise after compositing."""
@@ -68,9 +62,8 @@ class LanguageField(nn.Module):
         scale_column = first.weight[:, width]
         rest = self.clip_head[1:-1]
         for s in scales_m:
-            # scale_mode "none": the head sees 0 whatever the scale (as _head_input). Always a new
-            # tensor: the head's ReLUs work in place and `base` serves every scale.
-            yield rest(base + (0.0 if self.scale_blind else float(s)) * scale_column)
+            # Always a new tensor: the head's ReLUs work in place and `base` serves every scale.
+            yield rest(base + head_scale(self.scale_mode, float(s)) * scale_column)
 
     @property
     def clip_out(self) -> nn.Linear:

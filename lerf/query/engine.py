@@ -28,8 +28,8 @@ from lerf.config import RelevancyConfig
 from lerf.data.cameras import Cameras
 from lerf.query.bounded import LowRankFactors, exact_relevancy, rank_for_budget, render_low_rank, search_maps, \
     text_directions
-from lerf.query.relevancy import (TextEmbeddings, best_scale, share_weighted, relevancy, render_clip_factors,
-                                  render_embeddings, scale_values, validate_prompt)
+from lerf.query.relevancy import (TextEmbeddings, best_scale, reduce_canonicals, share_weighted, relevancy,
+                                  render_clip_factors, render_embeddings, scale_values, validate_prompt)
 from lerf.query.render import render_view
 from lerf.query.visibility import VisibilityGrid
 
@@ -171,7 +171,7 @@ class QueryEngine:
             sims = torch.cat([block.float() @ t_w.T for block in render.hidden.split(4096)])
         sims = (sims + render.weight_sum[..., None] * t_c) / render.norms.clamp_min(1e-12)[..., None]
         diff = sims[..., :1] - sims[..., 1:]
-        rel = torch.sigmoid(self.cfg.temperature * diff).amin(-1)
+        rel = reduce_canonicals(torch.sigmoid(self.cfg.temperature * diff), self.cfg.canonical_reduce)
         # A ray with no visible language weight has a zero embedding: relevancy 0 (as `relevancy`).
         rel = torch.where(render.norms > 0, rel, torch.zeros_like(rel))
         return share_weighted(rel.T, render.share, self.cfg).cpu()
@@ -181,6 +181,9 @@ class QueryEngine:
         """Maps with the exact best scale and peak from the bounded cache (bounded.search_maps),
         the chosen scale's map recomputed exactly if `exact_map`; and how many (pixel, scale)
         pairs the search recomputed."""
+        if self.cfg.canonical_reduce != "min":  # its bounds are derived for LERF's min (bounded.py)
+            raise ValueError("relevancy.canonical_reduce=max needs the full query cache or query_exact; this view "
+                             "is cached low-rank (raise the engine's cache budget)")
         dirs = text_directions(self.model.language.clip_out, texts.to(self.device))
         scales, temperature = self.scales.tolist(), self.cfg.temperature
         share = low_rank.share if self.cfg.visible_share else None
@@ -214,7 +217,7 @@ class QueryEngine:
 
         def maps(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
             e, share = render_embeddings(self.model, out, scales, self.visible)
-            rel = torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature)
+            rel = torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature, self.cfg.canonical_reduce)
                                for es in e.float().cpu()])
             return {"maps": share_weighted(rel, share.cpu(), self.cfg).T}
 

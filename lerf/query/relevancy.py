@@ -11,8 +11,17 @@ from torch import Tensor
 from lerf.config import RelevancyConfig
 
 
+def reduce_canonicals(pairwise: Float[Tensor, "... c"], reduce: str = "min") -> Float[Tensor, "..."]:
+    """Combine the pairwise softmaxes against each canonical phrase: "min" (LERF §3.4, the
+    hardest negative) or "max" (relevancy.canonical_reduce, a sensitivity row)."""
+    if reduce not in ("min", "max"):
+        raise ValueError(f"relevancy.canonical_reduce must be min or max, got '{reduce}'")
+    return pairwise.amin(dim=-1) if reduce == "min" else pairwise.amax(dim=-1)
+
+
 def relevancy(
-    embeds: Float[Tensor, "n d"], query: Float[Tensor, " d"], canon: Float[Tensor, "c d"], temperature: float
+    embeds: Float[Tensor, "n d"], query: Float[Tensor, " d"], canon: Float[Tensor, "c d"], temperature: float,
+    reduce: str = "min",
 ) -> Float[Tensor, " n"]:
     """min over canonical phrases of the pairwise softmax exp(T·q) / (exp(T·q) + exp(T·c)).
 
@@ -22,7 +31,7 @@ def relevancy(
     """
     sim_q = embeds @ query  # [n]
     sim_c = embeds @ canon.T  # [n, c]
-    rel = torch.sigmoid(temperature * (sim_q[:, None] - sim_c)).amin(dim=-1)
+    rel = reduce_canonicals(torch.sigmoid(temperature * (sim_q[:, None] - sim_c)), reduce)
     return torch.where(embeds.abs().amax(-1) > 0, rel, torch.zeros_like(rel))
 
 
@@ -110,7 +119,8 @@ def relevancy_renderer(model, text_encoder, prompt: str, cfg: RelevancyConfig) -
 
     def fn(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
         embeds, _ = render_embeddings(model, out, scales)  # [s, r, d]; nothing filtered: share 1
-        maps = torch.stack([relevancy(e.cpu(), query, texts.canon, cfg.temperature) for e in embeds])
+        maps = torch.stack([relevancy(e.cpu(), query, texts.canon, cfg.temperature, cfg.canonical_reduce)
+                            for e in embeds])
         _, best = best_scale(maps)
         return {"relevancy": best}
 

@@ -11,6 +11,7 @@ from lerf.config import RelevancyConfig, TrainConfig
 from lerf.data.scene import SceneData, load_scene
 from lerf.device import resolve_device
 from lerf.encoders.factory import clip_encoder_for
+from lerf.fields.scale_modes import ScaleRange
 from lerf.model import LerfModel
 from lerf.query.visibility import VISIBILITY_FILE, VisibilityGrid, build_visibility, load_visibility
 
@@ -24,7 +25,7 @@ class LoadedRun:
     model: LerfModel
     scene: SceneData
     step: int
-    scale_range_m: Optional[list[float]] = None  # physical scales training supervised
+    scale_range: Optional[ScaleRange] = None  # the scales training supervised
     _visibility: Optional[VisibilityGrid] = field(default=None, repr=False)
 
     def text_encoder(self):
@@ -48,7 +49,7 @@ class LoadedRun:
         """The cached query engine over this run's model, text encoder and visibility grid."""
         from lerf.query.engine import QueryEngine
 
-        warn_scale_range(self.cfg.relevancy, self.scale_range_m)
+        warn_scale_range(self.cfg.relevancy, self.scale_range)
         visibility = self.visibility(chunk) if self.cfg.relevancy.visibility_filter else None
         return QueryEngine(self.model, self.text_encoder(), self.cfg.relevancy, chunk, visibility=visibility)
 
@@ -63,17 +64,17 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     scene.cameras = ckpt.fitted_cameras(scene.cameras)  # pose-refined training views, when refined
     model = ckpt.build_model(dev)
     log.info("loaded %s (step %d)", run_dir, ckpt.step)
-    return LoadedRun(run_dir, ckpt.config, model, scene, ckpt.step, ckpt.scale_range_m)
+    return LoadedRun(run_dir, ckpt.config, model, scene, ckpt.step, ckpt.scale_range)
 
 
-def warn_scale_range(cfg: RelevancyConfig, trained: Optional[list[float]]) -> bool:
+def warn_scale_range(cfg: RelevancyConfig, trained: Optional[ScaleRange]) -> bool:
     """Warn (and return True) when the searched scales miss every scale training saw — e.g.
-    poses in non-metric units without scene.metres_per_unit."""
-    if trained is None or (cfg.scale_min_m <= trained[1] and trained[0] <= cfg.scale_max_m):
+    poses in non-metric units without scene.metres_per_unit. Both are in the run's scale unit."""
+    if trained is None or (cfg.scale_min_m <= trained.high and trained.low <= cfg.scale_max_m):
         return False
-    log.warning("the query searches scales %.3g-%.3g m but training supervised %.3g-%.3g m: relevancy will be "
+    log.warning("the query searches scales %.3g-%.3g but training supervised %.3g-%.3g (%s): relevancy will be "
                 "meaningless; are the poses metric? (set scene.metres_per_unit)", cfg.scale_min_m,
-                cfg.scale_max_m, trained[0], trained[1])
+                cfg.scale_max_m, trained.low, trained.high, trained.unit)
     return True
 
 

@@ -12,10 +12,10 @@ from torch import Tensor
 
 from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
-from lerf.data.units import crop_size_m, metres_per_pixel, ray_t_to_depth_m
+from lerf.data.units import metres_per_pixel
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
 from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_crop_fracs
-from lerf.fields.language_field import SCALE_MODES
+from lerf.fields.scale_modes import ScaleRange, TrainingCrops, scale_unit, training_scales
 from lerf.model import LerfModel
 from lerf.train.rays import spread_indices
 
@@ -66,79 +66,65 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) 
     return LanguageSupervision(clip_encoder, pyramid, dino_maps, scene.height, scene.cameras.fy_px.to(device))
 
 
-CROP_SAMPLINGS = ("uniform", "log_uniform")
+def sample_crop_fracs(n: int, sup: LanguageSupervision, generator: torch.Generator) -> Float[Tensor, " n"]:
+    """Each training ray describes a crop of random size within the pyramid, uniform in crop
+    fraction between its smallest and largest crop (LERF §3.1 and the authors' code).
 
-
-def sample_crop_fracs(n: int, sup: LanguageSupervision, generator: torch.Generator,
-                      sampling: str = "uniform") -> Float[Tensor, " n"]:
-    """Each training ray describes a crop of random size within the pyramid (LERF §3.1):
-    uniform in crop fraction (LERF) or in its logarithm (`model.language.crop_sampling`).
-
-    Example: pyramid 0.05-0.5, log_uniform: u = 0.5 gives sqrt(0.05 * 0.5) = 0.158."""
+    Example: pyramid 0.05-0.5, u = 0.5 -> 0.275."""
     lo, hi = sup.clip_pyramid.min_frac, sup.clip_pyramid.max_frac
-    u = torch.rand(n, generator=generator)
-    if sampling == "uniform":
-        return lo + (hi - lo) * u
-    if sampling == "log_uniform":
-        return lo * (hi / lo) ** u
-    raise ValueError(f"model.language.crop_sampling must be one of {CROP_SAMPLINGS}, got '{sampling}'")
+    return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
-def clip_loss(pred: Float[Tensor, "r d"], target: Float[Tensor, "r d"], kind: str, delta: float) -> Tensor:
-    """Huber (LERF's choice, δ = 1.25, summed over channels) or cosine distance, mean over rays."""
-    if kind == "huber":
-        return F.huber_loss(pred, target, delta=delta, reduction="none").sum(-1).mean()
-    if kind == "cosine":
-        return (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
-    raise ValueError(f"model.language.clip_loss must be huber or cosine, got '{kind}'")
+def masked_ray_mean(per_ray: Float[Tensor, " r"], keep: Tensor) -> Tensor:
+    """Mean over the rays where `keep` is true; 0 when none is (nothing to learn from).
 
-
-def training_scales(mode: str, crop_px_over_f: Float[Tensor, " r"], t_samples: Float[Tensor, "r k"],
-                    t_ray: Float[Tensor, " r"], z_per_t: Float[Tensor, " r"], scale_factor: float,
-                    nominal_depth_m: float = 1.0) -> Float[Tensor, "r k"]:
-    """The physical scale each language sample of a training ray is supervised at.
-
-    "depth" (LERF §3.1): the crop's frustum at each sample's own z-depth, crop_px / f · z_k
-    metres. Example: a 32 px crop, f = 160 px, samples at z = 1 m and 2 m -> 0.2 m and 0.4 m.
-    "ray_depth" uses the ray's expected depth for all its samples; "no_depth" takes every pixel
-    to be at `nominal_depth_m` (the crop's angular size in disguise); "none" 0 (the head ignores it).
+    The authors' renderer divides a ray with no language weight by a zero norm and `nanmean`
+    leaves its NaN out of the CLIP and DINO losses; this is the same mean without the NaN.
+    Example: per-ray losses (1, 3, 7) with the last ray empty -> (1 + 3) / 2 = 2.
     """
-    k = t_samples.shape[1]
-    if mode == "depth":
-        return crop_size_m(crop_px_over_f[:, None], ray_t_to_depth_m(t_samples, z_per_t[:, None], scale_factor))
-    if mode == "ray_depth":
-        return crop_size_m(crop_px_over_f, ray_t_to_depth_m(t_ray, z_per_t, scale_factor))[:, None].expand(-1, k)
-    if mode == "no_depth":
-        return crop_size_m(crop_px_over_f, torch.full_like(crop_px_over_f, nominal_depth_m))[:, None].expand(-1, k)
-    if mode == "none":
-        return torch.zeros_like(t_samples)
-    raise ValueError(f"model.language.scale_mode must be one of {SCALE_MODES}, got '{mode}'")
+    keep = keep.to(per_ray.dtype)
+    return (per_ray * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def clip_loss(pred: Float[Tensor, "r d"], target: Float[Tensor, "r d"], kind: str, delta: float,
+              keep: Tensor) -> Tensor:
+    """Huber (LERF's choice, δ = 1.25, summed over channels) or cosine distance, mean over the
+    rays in `keep` (`masked_ray_mean`)."""
+    if kind == "huber":
+        per_ray = F.huber_loss(pred, target, delta=delta, reduction="none").sum(-1)
+    elif kind == "cosine":
+        per_ray = 1 - F.cosine_similarity(pred, target, dim=-1)
+    else:
+        raise ValueError(f"model.language.clip_loss must be huber or cosine, got '{kind}'")
+    return masked_ray_mean(per_ray, keep)
 
 
 def language_losses(model: LerfModel, out: dict[str, Tensor], batch, sup: LanguageSupervision,
-                    generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+                    generator: torch.Generator) -> tuple[Tensor, dict[str, float], ScaleRange]:
+    """The weighted CLIP and DINO losses of a batch, their values for the logs, and the range of
+    scales the batch was supervised at."""
     lcfg = model.cfg.language
     device = batch.u.device
     pos, w, t = model.language_samples(out, lcfg.samples_per_ray)
-    depth = out["depth"].detach()
     if 0 < lcfg.rays_per_batch < batch.u.shape[0]:  # a subset of the batch, evenly spread
         idx = spread_indices(batch.u.shape[0], lcfg.rays_per_batch).to(device)
-        batch, pos, w, t, depth = batch.subset(idx), pos[idx], w[idx], t[idx], depth[idx]
-    fracs = sample_crop_fracs(batch.u.shape[0], sup, generator, lcfg.crop_sampling).to(device)
-    crop_px_over_f = fracs * sup.image_height / sup.fy_px[batch.image_idx]
-    scale_m = training_scales(lcfg.scale_mode, crop_px_over_f, t, depth, batch.z_per_t,
-                              model.geometry.scale_factor, lcfg.nominal_depth_m)
-    pred = model.render_language(pos, w, scale_m)
+        batch, pos, w, t = batch.subset(idx), pos[idx], w[idx], t[idx]
+    fracs = sample_crop_fracs(batch.u.shape[0], sup, generator).to(device)
+    crops = TrainingCrops(fracs, sup.image_height, sup.fy_px[batch.image_idx], sup.clip_pyramid.min_frac,
+                          sup.clip_pyramid.max_frac)
+    scales = training_scales(lcfg.scale_mode, crops, t, batch.z_per_t, model.geometry.scale_factor,
+                             lcfg.nominal_depth_m)
+    pred = model.render_language(pos, w, scales)
+    keep = w.sum(-1) > 0  # a ray with no language weight renders nothing: left out of both losses
     target = sup.clip_pyramid.lookup(batch.image_idx, batch.u, batch.v, fracs).to(device)
-    loss_clip = clip_loss(pred["clip"], target, lcfg.clip_loss, lcfg.huber_delta)
+    loss_clip = clip_loss(pred["clip"], target, lcfg.clip_loss, lcfg.huber_delta, keep)
     total = lcfg.clip_weight * loss_clip
-    # The physical scales this batch was supervised at (5th/95th percentile): the checkpoint keeps
-    # their range so a query can warn when it searches scales training never saw.
-    lo, hi = torch.quantile(scale_m.detach().reshape(-1).float().cpu(), torch.tensor([0.05, 0.95])).tolist()
-    logs = {"loss/clip": loss_clip.item(), "scale_m/p05": lo, "scale_m/p95": hi}
+    logs = {"loss/clip": loss_clip.item()}
     if "dino" in pred and sup.dino_maps is not None:
         dino_target = sup.dino_maps.lookup(batch.image_idx, batch.u, batch.v).to(device)
-        loss_dino = ((pred["dino"] - dino_target) ** 2).sum(-1).mean()
+        loss_dino = masked_ray_mean(((pred["dino"] - dino_target) ** 2).sum(-1), keep)
         total = total + lcfg.dino_weight * loss_dino
         logs["loss/dino"] = loss_dino.item()
-    return total, logs
+    # The scales this batch was supervised at: the checkpoint keeps their range so a query can
+    # warn when it searches scales training never saw.
+    return total, logs, ScaleRange.of(scales, scale_unit(lcfg.scale_mode))

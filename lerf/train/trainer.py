@@ -19,6 +19,7 @@ from lerf.data.atomic import write_json, write_yaml
 from lerf.data.cameras import Cameras
 from lerf.data.pose_refinement import mean_correction
 from lerf.data.scene import SceneData, load_scene
+from lerf.fields.scale_modes import ScaleRange
 from lerf.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
 from lerf.query.visibility import build_visibility, save_visibility
@@ -52,8 +53,10 @@ def _scalar(x: torch.Tensor | float) -> float:
 
 
 def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torch.Generator,
-                   supervision: Optional[LanguageSupervision]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Forward one batch of rays and sum every loss; returns the total and scalar logs."""
+                   supervision: Optional[LanguageSupervision]
+                   ) -> tuple[torch.Tensor, dict[str, float], Optional[ScaleRange]]:
+    """Forward one batch of rays and sum every loss; returns the total, scalar logs and the
+    scales the language field was supervised at (None without one)."""
     cfg = model.cfg
     out = model(batch.origins, batch.dirs, step=step, jitter=True, generator=generator, frame_idx=batch.image_idx)
     # batch.ray_weight (rarity batches): every loss of the radiance field and its proposal
@@ -65,12 +68,13 @@ def compute_losses(model: LerfModel, batch: RayBatch, step: int, generator: torc
     total = loss_rgb + cfg.interlevel_weight * loss_inter + cfg.distortion_weight * loss_dist
     logs = {"loss/rgb": loss_rgb.item(), "loss/interlevel": _scalar(loss_inter), "loss/distortion": loss_dist.item(),
             "psnr": _psnr(loss_rgb.item())}
+    scales = None
     if supervision is not None and model.language is not None:
-        lang_total, lang_logs = language_losses(model, out, batch, supervision, generator)
+        lang_total, lang_logs, scales = language_losses(model, out, batch, supervision, generator)
         total = total + lang_total
         logs.update(lang_logs)
     logs["loss/total"] = total.item()
-    return total, logs
+    return total, logs, scales
 
 
 def prepare_run_dir(run_dir: Path, resume: bool) -> None:
@@ -105,13 +109,11 @@ class Run:
     generator: torch.Generator
     start: int = 0
     time_before: float = 0.0  # training seconds of earlier sessions of this run
-    scale_range_m: Optional[list[float]] = None  # [low, high] physical scales supervised so far
+    scale_range: Optional[ScaleRange] = None  # the scales supervised so far
 
-    def note_scales(self, logs: dict) -> None:
-        if "scale_m/p05" in logs:
-            lo, hi = logs["scale_m/p05"], logs["scale_m/p95"]
-            old = self.scale_range_m or [lo, hi]
-            self.scale_range_m = [min(old[0], lo), max(old[1], hi)]
+    def note_scales(self, batch_scales: Optional[ScaleRange]) -> None:
+        if batch_scales is not None:
+            self.scale_range = batch_scales.union(self.scale_range)
 
     @property
     def dims(self) -> dict[str, int]:
@@ -129,7 +131,7 @@ class Run:
             step=step, config=self.cfg, geometry=self.geometry, dims=self.dims, model=self.model.state_dict(),
             c2w=self.trained_cameras().c2w, optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(), rng=ckpt.rng_state(self.generator), train_time_s=train_time_s,
-            scale_range_m=self.scale_range_m), keep=self.cfg.trainer.keep_checkpoints)
+            scale_range=self.scale_range), keep=self.cfg.trainer.keep_checkpoints)
 
 
 def _resume_target(cfg: TrainConfig, overrides: Sequence[str]) -> tuple[TrainConfig, Optional[ckpt.Checkpoint]]:
@@ -170,7 +172,7 @@ def setup(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> Run
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         ckpt.restore_rng(state.rng, generator)
-        run.start, run.time_before, run.scale_range_m = state.step, state.train_time_s, state.scale_range_m
+        run.start, run.time_before, run.scale_range = state.step, state.train_time_s, state.scale_range
     return run
 
 
@@ -206,11 +208,12 @@ def _check_loss(logs: dict, step: int, run_dir: Path) -> None:
             "and images")
 
 
-def _guarded_losses(run: Run, batch: RayBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+def _guarded_losses(run: Run, batch: RayBatch, step: int
+                    ) -> tuple[torch.Tensor, dict[str, float], Optional[ScaleRange]]:
     """compute_losses, turning divergence into NonFiniteError: a non-finite loss, or non-finite
     weights that made the forward pass itself fail (NaN positions index the hash grid out of range)."""
     try:
-        loss, logs = compute_losses(run.model, batch, step, run.generator, run.supervision)
+        loss, logs, scales = compute_losses(run.model, batch, step, run.generator, run.supervision)
     except (IndexError, RuntimeError) as err:
         bad = [n for n, p in run.model.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:
@@ -218,7 +221,7 @@ def _guarded_losses(run: Run, batch: RayBatch, step: int) -> tuple[torch.Tensor,
                                       f"{step + 1}; stopped without checkpointing them. Lower optim.lr") from err
         raise
     _check_loss(logs, step + 1, run.run_dir)
-    return loss, logs
+    return loss, logs, scales
 
 
 def ray_sampler(run: Run) -> RaySampler:
@@ -247,8 +250,8 @@ def train_steps(run: Run, writer) -> float:
     for step in bar:
         # The pose corrections (if any) are applied anew each step, so the loss trains them.
         batch = sampler.sample(tcfg.rays_per_batch, run.generator, run.model.refined_c2w(sampler.cameras.c2w))
-        loss, logs = _guarded_losses(run, batch, step)
-        run.note_scales(logs)
+        loss, logs, scales = _guarded_losses(run, batch, step)
+        run.note_scales(scales)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
