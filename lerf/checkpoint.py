@@ -11,6 +11,7 @@ the viewer all read it through `load_checkpoint`; none of them rebuilds the geom
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -33,7 +34,11 @@ FORMAT = "lerf-checkpoint"
 # 2: format + version keys, geometry and dims stored (written since the lerf/ layout of late 2026).
 # 3: appearance embedding and pose refinement (their weights, the training frames in the geometry,
 #    the fitted camera poses `c2w`).
-VERSION = 3
+# 4: the config without the switches pruned in December 2026 (docs/pruned.md) and with
+#    trainer.rarity_unbiased_nerf always written. Older versions are migrated on load (MIGRATIONS).
+VERSION = 4
+# The last commit whose code reads every setting a migration refuses.
+LAST_WITH_PRUNED_SWITCHES = "98d7f63"
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +153,48 @@ def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint, keep: int = 2) -> Pat
     return path
 
 
+def _config_v3_to_v4(config: dict, path: Path) -> dict:
+    """Version 3 -> 4. Drops the switches that were tried and not kept (docs/pruned.md) where a run
+    used the value that remains, and refuses a run that used a removed value: its pyramid or scale
+    search no longer exists here. A run trained before `trainer.rarity_unbiased_nerf` existed
+    trained with every ray counted once: it gets `false` (the schema default is now `true`).
+
+    Example: {"encoder": {"pyramid_spacing": "linear", ...}} -> {"encoder": {...}}.
+    """
+    removed = {("encoder", "pyramid_spacing"): "linear", ("relevancy", "scale_spacing"): "linear"}
+    for (group, key), kept in removed.items():
+        value = config.get(group, {}).pop(key, kept)
+        if value != kept:
+            raise CheckpointError(f"{path} was trained with {group}.{key}={value}, which this lerf no longer has "
+                                  f"(only {kept}; docs/pruned.md): read it with lerf at commit "
+                                  f"{LAST_WITH_PRUNED_SWITCHES}")
+    config.setdefault("trainer", {}).setdefault("rarity_unbiased_nerf", False)
+    return config
+
+
+# Version N -> N + 1 of a checkpoint's config (a plain dict): old runs are read through these, so
+# the schema carries no defaults kept only for them.
+MIGRATIONS = {3: _config_v3_to_v4}
+
+
+def migrate_config(config: dict, version: int, path: Path) -> dict:
+    """A checkpoint's config of format `version`, brought to VERSION step by step."""
+    config = copy.deepcopy(config)
+    for step in range(version, VERSION):
+        config = MIGRATIONS[step](config, path)
+    return config
+
+
 def _parse(state: Any, path: Path) -> Checkpoint:
-    """Check the format and version, then type every field."""
+    """Check the format and version (migrating older configs), then type every field."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a lerf checkpoint (or was written by a lerf older than format "
-                              f"version {VERSION}); retrain the run with this version")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {state.get('version')}; this lerf reads "
-                              f"version {VERSION}")
+                              f"version 2); retrain the run with this version")
+    version = state.get("version")
+    if version != VERSION and version not in MIGRATIONS:
+        raise CheckpointError(f"{path} has checkpoint format version {version}; this lerf reads "
+                              f"versions {min(MIGRATIONS)}-{VERSION}")
+    state = {**state, "config": migrate_config(state["config"], version, path)}
     return Checkpoint(step=int(state["step"]), config=to_typed(state["config"]),
                       geometry=SceneGeometry(**state["geometry"]), dims=dict(state["dims"]), model=state["model"],
                       c2w=state.get("c2w"),
