@@ -2,7 +2,6 @@
 success when the relevancy argmax falls inside the object's box.
 
     python eval/localization.py run=<run dir> [labels=<dir>] [protocol=lerf|lerf_ovs] [visibility_filter=false]
-        [scale_spacing=linear|geometric]
 
 protocol=lerf: the LERF paper's rule (§5) on the raw map; lerf_ovs: LangSplat's (30x30 mean
 filter first). The scale is searched as in query.py. Writes <run>/localization.json and

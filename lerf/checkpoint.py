@@ -11,6 +11,7 @@ the viewer all read it through `load_checkpoint`; none of them rebuilds the geom
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import random
@@ -35,10 +36,13 @@ FORMAT = "lerf-checkpoint"
 # 3: appearance embedding and pose refinement (their weights, the training frames in the geometry,
 #    the fitted camera poses `c2w`).
 # 4: the trained scales as a record {low, high, unit} (`scale_range`, was `scale_range_m`); the
-#    language field's contraction in the config (model.language.contraction); the pruned switches
-#    model.language.crop_sampling and scale_mode=ray_depth gone (docs/pruned_scale.md).
+#    language field's contraction in the config (model.language.contraction); the config without the
+#    switches pruned in December 2026 (docs/pruned.md, docs/pruned_scale.md) and with
+#    trainer.rarity_unbiased_nerf always written.
 # Older versions are migrated when read (MIGRATIONS), never by compatibility defaults in the schema.
 VERSION = 4
+# The last commit whose code reads every setting a migration refuses.
+LAST_WITH_PRUNED_SWITCHES = "98d7f63"
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +158,28 @@ def save_checkpoint(run_dir: str | Path, ckpt: Checkpoint, keep: int = 2) -> Pat
     return path
 
 
+def _prune_v3_switches(config: dict, path: Path) -> None:
+    """Drops the switches that were tried and not kept (docs/pruned.md) where a run used the value
+    that remains, and refuses a run that used a removed value: its pyramid or scale search no
+    longer exists here. Example: {"encoder": {"pyramid_spacing": "linear", ...}} -> {"encoder": {...}}."""
+    removed = {("encoder", "pyramid_spacing"): "linear", ("relevancy", "scale_spacing"): "linear"}
+    for (group, key), kept in removed.items():
+        value = config.get(group, {}).pop(key, kept)
+        if value != kept:
+            raise CheckpointError(f"{path} was trained with {group}.{key}={value}, which this lerf no longer has "
+                                  f"(only {kept}; docs/pruned.md): read it with lerf at commit "
+                                  f"{LAST_WITH_PRUNED_SWITCHES}")
+    # A run trained before `trainer.rarity_unbiased_nerf` existed counted every ray once.
+    config.setdefault("trainer", {}).setdefault("rarity_unbiased_nerf", False)
+
+
 def _migrate_v3(state: dict, path: Path) -> dict:
     """Version 3 -> 4. Runs before version 4 contracted the language grid with L-inf (what they were
-    trained with); a pruned switch's value is replaced by the kept one, with a warning: querying is
-    unaffected (crop sampling only acts in training, and every query sample takes the searched
+    trained with); a pruned scale switch's value is replaced by the kept one, with a warning: querying
+    is unaffected (crop sampling only acts in training, and every query sample takes the searched
     scale whatever the training scale mode), resuming would train on with the kept one."""
+    state = {**state, "config": copy.deepcopy(state["config"])}
+    _prune_v3_switches(state["config"], path)
     lang = state["config"]["model"]["language"]
     lang.setdefault("contraction", "linf")
     pruned = {"crop_sampling": (lang.pop("crop_sampling", "uniform"), "uniform"),
@@ -182,12 +203,12 @@ def _parse(state: Any, path: Path) -> Checkpoint:
     """Check the format, migrate an older version, then type every field."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a lerf checkpoint (or was written by a lerf older than format "
-                              f"version {VERSION}); retrain the run with this version")
+                              f"version 3); retrain the run with this version")
     while state.get("version") in MIGRATIONS:
         state = MIGRATIONS[state["version"]](state, path)
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {state.get('version')}; this lerf reads "
-                              f"version {VERSION}")
+                              f"versions {min(MIGRATIONS)}-{VERSION}")
     return Checkpoint(step=int(state["step"]), config=to_typed(state["config"]),
                       geometry=SceneGeometry(**state["geometry"]), dims=dict(state["dims"]), model=state["model"],
                       c2w=state.get("c2w"),

@@ -180,19 +180,12 @@ class EncoderConfig:
     pyramid_min_frac: float = 0.05
     pyramid_max_frac: float = 0.5
     pyramid_levels: int = 7  # equal min and max fractions mean a single-scale pyramid (ablation)
-    # linear: LERF (authors' torch.linspace); geometric: a constant ratio between levels (ours,
-    # lerf.encoders.pyramid.geomspace_fracs), which resolves the small crops parts are read at.
-    pyramid_spacing: str = "linear"
     # The authors' `_stride_scaler`: crop stride as a fraction of the crop side, from 1.0 at 5% of
     # the image height to this value at 15% and above (lerf.encoders.pyramid.stride_ratio).
     pyramid_stride_scaler: float = 0.5
     batch_size: int = 64
     cache_dir: str = ".cache/lerf/features"
     allow_random_weights: bool = False  # tests and benchmarks only
-
-    def __post_init__(self) -> None:
-        if self.pyramid_spacing not in ("linear", "geometric"):
-            raise ValueError(f"encoder.pyramid_spacing must be linear or geometric, got '{self.pyramid_spacing}'")
 
 
 @dataclass
@@ -246,10 +239,10 @@ class TrainerConfig:
     rarity_clusters: int = 32
     # Weight each ray's RGB, interlevel and distortion losses by uniform / rarity-mixture draw
     # probability, so the radiance field and its proposal networks fit what uniform rays would ask
-    # (in expectation) and only the language losses see the emphasis. false (the schema default,
-    # so that runs trained before it existed resume unchanged): every ray counts once. The demo
-    # preset turns it on (conf/trainer/demo.yaml).
-    rarity_unbiased_nerf: bool = False
+    # (in expectation) and only the language losses see the emphasis. false: every ray counts once
+    # (runs trained before it existed; lerf/checkpoint.py migrates their configs). No effect with
+    # uniform rays.
+    rarity_unbiased_nerf: bool = True
 
     def __post_init__(self) -> None:
         if self.ray_sampling not in ("uniform", "rarity"):
@@ -276,9 +269,6 @@ class RelevancyConfig:
     scale_min_m: float = 0.0
     scale_max_m: float = 2.0
     num_scales: int = 30
-    # linear: LERF's evenly spaced values; geometric: a constant ratio (needs scale_min_m > 0),
-    # as many values per octave at 3 cm as at 1 m (ours; for scenes whose parts are a few cm).
-    scale_spacing: str = "linear"
     # LERF §3.4 visibility filtering: a sample that fewer than `visibility_min_views` training
     # views saw adds no relevancy (2D maps, evaluation, videos, viewer, .ply). The grid is built
     # once after training (cells per axis over the hash grid's unit cube; depths rendered at most
@@ -299,10 +289,6 @@ class RelevancyConfig:
     def __post_init__(self) -> None:
         if self.canonical_reduce not in ("min", "max"):
             raise ValueError(f"relevancy.canonical_reduce must be min or max, got '{self.canonical_reduce}'")
-        if self.scale_spacing not in ("linear", "geometric"):
-            raise ValueError(f"relevancy.scale_spacing must be linear or geometric, got '{self.scale_spacing}'")
-        if self.scale_spacing == "geometric" and self.scale_min_m <= 0:
-            raise ValueError(f"relevancy.scale_spacing=geometric needs relevancy.scale_min_m > 0, got {self.scale_min_m}")
 
 
 @dataclass

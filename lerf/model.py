@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from jaxtyping import Float, Int
@@ -46,6 +46,14 @@ class SceneGeometry:
         # scale_factor is per pose unit; per metre it is that divided by metres per unit.
         return SceneGeometry(cfg.bounded, cfg.bound, cfg.near, cfg.far, float(scale_factor) / cfg.metres_per_unit, bg,
                              num_frames, list(train_frames or []))
+
+
+class ClipFactors(NamedTuple):
+    """Exact factors of rendered CLIP embeddings at several scales (`LerfModel.clip_factors`)."""
+
+    hidden: Float[Tensor, "s r h"]  # H = sum_k (w_k / n_k) h_k
+    weight_sum: Float[Tensor, "s r"]  # A = sum_k w_k / n_k
+    norm: Float[Tensor, "s r"]  # ||W·H + c·A||: zero for a ray with no weight
 
 
 def anneal_exponent(step: int, anneal_steps: int, slope: float = 10.0) -> float:
@@ -191,6 +199,65 @@ class LerfModel(nn.Module):
         per-sample normalisation the raw sum (1.5, 0.5) gives (0.949, 0.316).
         """
         return nn.functional.normalize(volume.composite(w, self.sample_clip(bottleneck, scale_m)), dim=-1)
+
+    # -- language readout: what queries read from the field ------------------------------------
+    # A query puts every language sample of a ray at one searched scale (as the authors' code
+    # does). Three public readouts of that embedding, so that no caller reaches into the CLIP head:
+    # `clip_at_scales` (the reference: composited exactly as in training), `clip_factors` (exact
+    # factors through the head's last linear layer: what the query caches store) and
+    # `clip_text_factors` (texts projected through that layer, so that a text's similarity to a
+    # ray is a product with its factors).
+    def clip_at_scales(self, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"], scales_m: Float[Tensor, " s"]
+                       ) -> Float[Tensor, "s r d"]:
+        """Rendered unit CLIP embedding of each ray at each scale, every sample at that scale (zero
+        for a ray with no weight); the bottleneck is shared across scales."""
+        bottleneck = self.language_bottleneck(pos)
+        return torch.stack([self.composite_clip(bottleneck, w, torch.full_like(w, float(s))) for s in scales_m.tolist()])
+
+    def clip_factors(self, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"], scales_m: Float[Tensor, " s"]
+                     ) -> ClipFactors:
+        """`clip_at_scales` as exact prompt-independent factors, smaller than the embeddings.
+
+        The CLIP head ends in a linear layer (W, c): sample k's output is W h_k + c. With per-sample
+        normalisation each is divided by n_k = ||W h_k + c|| before the weighted sum, so a ray's
+        unnormalised embedding is W·H + c·A with H = sum_k (w_k/n_k) h_k (hidden width) and
+        A = sum_k w_k/n_k (n_k = 1 without it). A text t then scores ((t·W)·H + (t·c)·A) / norm
+        with norm = ||W·H + c·A|| — the same as t·normalize(embedding) (`clip_text_factors`).
+
+        A sample of weight 0 (one the visibility filter dropped: about 10 % on the demo's views)
+        adds nothing to H or A, so the field runs only on the others; the dropped ones enter the
+        sums as exact zeros. The head's first layer is computed once for all scales
+        (`LanguageField.clip_hidden_per_scale`).
+        """
+        r, k = w.shape
+        kept = (w.reshape(-1) > 0).nonzero().squeeze(-1)
+        bottleneck = self.language_bottleneck(pos.reshape(-1, 3)[kept])
+        layer = self.language.clip_out
+        hidden, wsums, norms = [], [], []
+        for h_kept in self.language.clip_hidden_per_scale(bottleneck, scales_m.tolist()):
+            h = h_kept.new_zeros(r * k, h_kept.shape[-1]).index_copy_(0, kept, h_kept)
+            wk = w
+            if self.cfg.language.normalize_samples:
+                norm = w.new_ones(r * k).index_copy_(0, kept, layer(h_kept).norm(dim=-1).clamp_min(1e-12))
+                wk = w / norm.reshape(r, k)
+            big_h = torch.einsum("rk,rkh->rh", wk, h.reshape(r, k, -1))
+            a = wk.sum(-1)
+            hidden.append(big_h)
+            wsums.append(a)
+            norms.append((big_h @ layer.weight.T + a[:, None] * layer.bias).norm(dim=-1))
+        return ClipFactors(torch.stack(hidden), torch.stack(wsums), torch.stack(norms))
+
+    @torch.no_grad()
+    def clip_text_factors(self, texts: Float[Tensor, "t d"]) -> Float[Tensor, "t hp"]:
+        """g_t = [t·W, t·c] for each text t (W, c: the CLIP head's last layer), so that a ray's
+        similarity to t is g_t · [H, A] / norm (`clip_factors`); hp = `clip_hidden_width` + 1."""
+        layer = self.language.clip_out
+        return torch.cat([texts @ layer.weight, (texts @ layer.bias)[:, None]], -1)
+
+    @property
+    def clip_hidden_width(self) -> int:
+        """Width of H in `clip_factors` (the CLIP head's last hidden layer)."""
+        return self.language.clip_out.in_features
 
     def render_language(self, pos: Float[Tensor, "r k 3"], w: Float[Tensor, "r k"],
                         scale_m: Float[Tensor, "r k"]) -> dict[str, Tensor]:

@@ -44,15 +44,6 @@ def test_scale_search_picks_planted_scale():
     assert idx == 17 and best[42] == pytest.approx(0.9)
 
 
-def test_geometric_scale_search_spaces_scales_in_a_constant_ratio():
-    scales = scale_values(RelevancyConfig(scale_min_m=0.03, scale_max_m=0.48, num_scales=5, scale_spacing="geometric"))
-    assert torch.allclose(scales, torch.tensor([0.03, 0.06, 0.12, 0.24, 0.48]))
-    with pytest.raises(ValueError, match="scale_min_m > 0"):
-        RelevancyConfig(scale_spacing="geometric")  # LERF's range starts at 0 m
-    with pytest.raises(ValueError, match="scale_spacing"):
-        RelevancyConfig(scale_spacing="log")
-
-
 def test_clip_loss_nan_safe_and_kinds():
     pred = torch.zeros(3, 8)  # a ray with no weight renders a zero embedding
     target = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
@@ -110,8 +101,6 @@ def test_cached_query_matches_exact(lang_run):
 def test_clip_factors_skip_zero_weight_samples_exactly(lang_run):
     """The query cache's factors, computed on the samples of non-zero weight only, equal the
     dense formula over every sample (H = sum w_k/n_k h_k, A = sum w_k/n_k, norm ||W H + c A||)."""
-    from lerf.query.relevancy import clip_factors
-
     model = load_run(lang_run, "cpu").model
     g = torch.Generator().manual_seed(0)
     r, k = 64, model.cfg.language.samples_per_ray
@@ -121,7 +110,7 @@ def test_clip_factors_skip_zero_weight_samples_exactly(lang_run):
     w[0] = 0.0  # a ray with nothing visible
     scales = torch.tensor([0.05, 0.5, 1.5])
     with torch.no_grad():
-        big_h, a, norms = clip_factors(model, pos, w, scales)
+        big_h, a, norms = model.clip_factors(pos, w, scales)
         b = model.language_bottleneck(pos)
         layer = model.language.clip_out
         for i, s in enumerate(scales.tolist()):

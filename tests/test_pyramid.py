@@ -5,8 +5,7 @@ import torch
 
 from lerf.encoders.interp import axis_lerp, uniform_axis_lerp
 from lerf.encoders.pyramid import (ClipPyramid, DinoMaps, LevelGrid, build_clip_pyramid,
-                                   build_dino_maps, crop_fracs, crop_positions, geomspace_fracs, level_grid,
-                                   linspace_fracs,
+                                   build_dino_maps, crop_positions, level_grid, linspace_fracs,
                                    pyramid_grids, stride_ratio)
 from lerf.demo.reference import ReferenceDinoEncoder
 
@@ -17,20 +16,6 @@ def test_lerf_levels_and_stride_schedule():
     assert linspace_fracs() == [0.05, 0.125, 0.2, 0.275, 0.35, 0.425, 0.5]
     assert stride_ratio(0.05) == 1.0 and stride_ratio(0.1) == 0.75
     assert stride_ratio(0.15) == 0.5 and stride_ratio(0.5) == 0.5
-
-
-def test_geometric_levels_keep_the_ends_and_a_constant_ratio():
-    fracs = geomspace_fracs(0.05, 0.5, 7)
-    assert fracs[0] == 0.05 and fracs[-1] == 0.5 and len(fracs) == 7
-    ratios = np.array(fracs[1:]) / np.array(fracs[:-1])
-    assert np.allclose(ratios, 10 ** (1 / 6))
-    # the smallest gap is finer than LERF's linear 5 % -> 12.5 %
-    assert fracs[1] < linspace_fracs()[1]
-    assert geomspace_fracs(0.25, 0.25, 7) == [0.25]
-    assert crop_fracs(0.05, 0.5, 7, "linear") == linspace_fracs()
-    assert crop_fracs(0.05, 0.5, 7, "geometric") == fracs
-    with pytest.raises(ValueError, match="pyramid_spacing"):
-        crop_fracs(0.05, 0.5, 7, "log")
 
 
 def test_crop_positions_cover_the_axis_with_crops_inside():

@@ -42,7 +42,7 @@ def test_bounded_cache_matches_exact_scale_and_peak(lang_run, extra_ranks):  # n
     cam = loaded.scene.eval_idx[0]
     cameras = loaded.scene.cameras
     full = QueryEngine(loaded.model, loaded.text_encoder(), loaded.cfg.relevancy, chunk=1024)
-    pixels, width = cameras.height * cameras.width, loaded.model.language.clip_out.in_features + 1
+    pixels, width = cameras.height * cameras.width, loaded.model.clip_hidden_width + 1
     budget = next(b for b in range(0, full.full_cache_bytes(pixels), 4096)
                   if rank_for_budget_or_0(pixels, width, loaded, b) >= extra_ranks)
     assert budget < full.full_cache_bytes(pixels)

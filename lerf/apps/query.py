@@ -23,9 +23,9 @@ from lerf.data.camera_path import interpolate_path
 from lerf.data.atomic import write_json
 from lerf.query.images import overlay, to_uint8
 from lerf.query.outputs import check_writable, output_paths, prompt_dirname, save_query, write_ply, write_video
-from lerf.query.points3d import PLY_THRESHOLD, relevant_points
+from lerf.query.points3d import PLY_THRESHOLD
 from lerf.query.relevancy import validate_prompt
-from lerf.query.run import load_run, select_views
+from lerf.query.run import LoadedRun, load_run, select_views
 
 log = logging.getLogger("query")
 
@@ -68,29 +68,27 @@ def planned_outputs(prompts: list[str], view_names: list[str], out_root: Path, a
     return paths
 
 
-def run_video(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
-    path = interpolate_path(loaded.scene.cameras, views if len(views) > 1 else loaded.scene.train_idx[:8],
+def run_video(trained: LoadedRun, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
+    path = interpolate_path(trained.scene.cameras, views if len(views) > 1 else trained.scene.train_idx[:8],
                             args.video_frames)
     target = out_dir / "path.mp4"
     check_writable([target, target.with_suffix(".gif")], args.overwrite)
     frames = []
     for i in tqdm(range(len(path)), desc=f"video '{prompt}'", leave=False):
-        result = engine.query(prompt, path, i, key=("path", i))
-        frames.append(to_uint8(overlay(engine.view(path, i, key=("path", i)).rgb, result.relevancy)))
+        camera = path.subset([i])
+        result = trained.query(prompt, camera)
+        frames.append(to_uint8(overlay(trained.render(camera, language=True).rgb, result.relevancy)))
     return write_video(target, frames, fps=12)
 
 
-def run_ply(engine, loaded, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
-    scene = loaded.scene
+def run_ply(trained: LoadedRun, prompt: str, views: list[int], out_dir: Path, args: QueryArgs) -> Path:
     target = out_dir / "points.ply"
     check_writable([target], args.overwrite)
     # The same visibility grid as the 2D maps (LERF §3.4).
-    grid = loaded.visibility(args.chunk)
-    found = relevant_points(engine, scene.cameras, prompt, views, grid, args.ply_threshold)
-    world = scene.to_world(found.points)
-    write_ply(target, world, found.colors, found.values)
-    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, world.shape[0],
-             found.candidates, grid.min_views, target)
+    found = trained.points(prompt, views, args.ply_threshold)
+    write_ply(target, found.points, found.colors, found.values)
+    log.info("'%s': %d of %d relevant points seen by >= %d training views -> %s", prompt, found.points.shape[0],
+             found.candidates, trained.visibility().min_views, target)
     return target
 
 
@@ -98,31 +96,30 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(QueryArgs, argv, usage=__doc__)
     prompts = prompts_of(args.prompt)
-    loaded = load_run(args.run, args.device)
-    views = select_views(args.views, loaded.scene)
-    names = {v: Path(loaded.scene.frame_names[v]).stem for v in views}
-    out_root = Path(args.out) if args.out else loaded.run_dir / "queries"
+    trained = load_run(args.run, args.device, args.chunk)
+    views = select_views(args.views, trained.scene)
+    names = {v: Path(trained.scene.frame_names[v]).stem for v in views}
+    out_root = Path(args.out) if args.out else trained.run_dir / "queries"
     check_writable(planned_outputs(prompts, list(names.values()), out_root, args), args.overwrite)
-    engine = loaded.engine(args.chunk)
     summaries: dict[str, list[dict]] = {p: [] for p in prompts}
     # Views outside, prompts inside: each view is rendered once and every prompt reuses it.
     for v in tqdm(views, desc="views"):
-        render = engine.view(loaded.scene.cameras, v)
+        render = trained.render(v, language=True)
         for prompt in prompts:
-            result = engine.query(prompt, loaded.scene.cameras, v)
+            result = trained.query(prompt, v)
             out_dir = out_root / prompt_dirname(prompt)
-            summaries[prompt].append(save_query(result, render, out_dir, names[v], args.overwrite, loaded.step))
+            summaries[prompt].append(save_query(result, render, out_dir, names[v], args.overwrite, trained.step))
     for prompt in prompts:
         out_dir = out_root / prompt_dirname(prompt)
         for s in summaries[prompt]:
             log.info("'%s' %s: scale %.2f m, peak %s (relevancy %.3f)", prompt, s["view"], s["scale_m"],
                      s["peak_xy"], s["peak_relevancy"])
         if args.video:
-            log.info("video: %s", run_video(engine, loaded, prompt, views, out_dir, args))
+            log.info("video: %s", run_video(trained, prompt, views, out_dir, args))
         if args.ply:
-            run_ply(engine, loaded, prompt, views, out_dir, args)
+            run_ply(trained, prompt, views, out_dir, args)
         write_json(out_dir / "summary.json", summaries[prompt])
-        log.info("'%s' (checkpoint step %d) -> %s", prompt, loaded.step, out_dir)
+        log.info("'%s' (checkpoint step %d) -> %s", prompt, trained.step, out_dir)
 
 
 def cli() -> None:

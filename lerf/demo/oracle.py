@@ -30,7 +30,7 @@ from lerf.encoders.pyramid import build_clip_pyramid
 from lerf.evaluation.localization import localize, summarize_localization
 from lerf.evaluation.report import write_report
 from lerf.evaluation.run_eval import labelled_views
-from lerf.query.relevancy import TextEmbeddings, best_scale, relevancy, scale_values
+from lerf.query.relevancy import TextEmbeddings, relevancy, scale_values, search_scale
 
 
 def supervision_embeddings(encoder, scene, cfg: TrainConfig, cam: int, scales_m: Float[Tensor, " s"]
@@ -67,10 +67,9 @@ def evaluate_oracle(cfg: TrainConfig, scene, encoder, out_dir: Path, labels: Opt
         embeds, _ = supervision_embeddings(encoder, scene, cfg, cam, scales)
         for category, label in frame.categories.items():
             query = texts.embed([category])[0]
-            maps = torch.stack([relevancy(e, query, texts.canon, cfg.relevancy.temperature,
-                                          cfg.relevancy.canonical_reduce) for e in embeds])
-            idx, _ = best_scale(maps)
-            results.append(localize(maps[idx].reshape(h, w), label.boxes, protocol="lerf", query=category,
+            maps = relevancy(embeds, query, texts.canon, cfg.relevancy.temperature,
+                             cfg.relevancy.canonical_reduce).reshape(-1, h, w)
+            results.append(localize(search_scale(category, maps, scales).relevancy, label.boxes, protocol="lerf", query=category,
                                     view=Path(frame.frame_name).stem, scene=cfg.scene.name, query_level=label.level))
     summary = summarize_localization(results)
     summary["protocol"], summary["input"] = "lerf", "the CLIP pyramid of each labelled view (no field)"

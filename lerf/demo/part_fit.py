@@ -74,10 +74,8 @@ def field_relevancy(model, cameras, cams: Int[Tensor, " m"], u: Float[Tensor, " 
         o, d, _ = camera_rays(cameras, cams[i:i + chunk], u[i:i + chunk], v[i:i + chunk])
         out = model(o, d)
         pos, w, _ = model.language_samples(out, model.cfg.language.samples_per_ray)
-        bottleneck = model.language_bottleneck(pos)
-        cols.append(torch.stack([
-            relevancy(model.composite_clip(bottleneck, w, torch.full_like(w, s)), query, texts.canon, temperature)
-            for s in scales_m]))
+        embeds = model.clip_at_scales(pos, w, torch.tensor(list(scales_m)))
+        cols.append(relevancy(embeds, query, texts.canon, temperature))
     return torch.cat(cols, dim=1)
 
 

@@ -17,7 +17,7 @@ import torch
 
 from lerf.config import TrainConfig
 from lerf.encoders.base import ClipEncoder, DenseEncoder
-from lerf.encoders.pyramid import crop_fracs
+from lerf.encoders.pyramid import linspace_fracs
 
 
 def _openclip(**options: Any) -> ClipEncoder:
@@ -106,6 +106,6 @@ def dino_ids_for(cfg: TrainConfig, scene):
 
 def pyramid_crop_fracs(cfg: TrainConfig) -> list[float]:
     """Pyramid crop sizes (fraction of image height) a run's config names: LERF §3.1, 5%–50% over
-    7 levels, linearly spaced (`encoder.pyramid_spacing=geometric`: a constant ratio)."""
+    7 levels, linearly spaced as the authors' torch.linspace."""
     e = cfg.encoder
-    return crop_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels, e.pyramid_spacing)
+    return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)

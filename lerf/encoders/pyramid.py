@@ -56,29 +56,6 @@ def linspace_fracs(min_frac: float = 0.05, max_frac: float = 0.5, levels: int = 
     return [round(float(f), 12) for f in np.linspace(min_frac, max_frac, levels)]
 
 
-def geomspace_fracs(min_frac: float = 0.05, max_frac: float = 0.5, levels: int = 7) -> list[float]:
-    """Crop fractions in a constant ratio (ours, `encoder.pyramid_spacing=geometric`).
-
-    LERF's linear spacing puts a 2.5x jump between its two smallest crops (5 % -> 12.5 %) and
-    1.2x between its largest, so the sizes parts live at are the least resolved; a constant
-    ratio (here 10^(1/6) = 1.47) spends the same 7 levels evenly in log size.
-    Example: geomspace_fracs() -> [0.05, 0.0734, 0.1077, 0.1581, 0.2321, 0.3406, 0.5] (to 4 places).
-    """
-    if min_frac == max_frac:
-        return [round(float(min_frac), 12)]
-    return [round(float(f), 12) for f in np.geomspace(min_frac, max_frac, levels)]
-
-
-PYRAMID_SPACINGS = {"linear": linspace_fracs, "geometric": geomspace_fracs}
-
-
-def crop_fracs(min_frac: float, max_frac: float, levels: int, spacing: str = "linear") -> list[float]:
-    """The pyramid's crop fractions under `spacing` (linear: LERF; geometric: ours)."""
-    if spacing not in PYRAMID_SPACINGS:
-        raise ValueError(f"encoder.pyramid_spacing must be one of {sorted(PYRAMID_SPACINGS)}, got '{spacing}'")
-    return PYRAMID_SPACINGS[spacing](min_frac, max_frac, levels)
-
-
 def stride_ratio(crop_frac: float, stride_scaler: float = 0.5) -> float:
     """Stride as a fraction of the crop side (authors' `_stride_scaler`): 1.0 at f = 0.05, going
     linearly to `stride_scaler` at f = 0.15 and constant after.

@@ -20,7 +20,6 @@ Pixel coordinates follow ``labels.py``: pixel (row i, column j) is the point (x=
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from collections.abc import Sequence
 from typing import Literal
@@ -29,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from lerf.evaluation.report import grouped_means
 
 Protocol = Literal["lerf", "lerf_ovs"]
 Number = int | float
@@ -137,7 +138,8 @@ def localize(
     return LocalizationResult(query, view, bool(inside), x, y, level, scene, query_level)
 
 
-def _accuracy(hits: list[bool]) -> float:
+def _accuracy(hits: Sequence[bool | float]) -> float:
+    """Share of hits (or mean of per-scene shares)."""
     return sum(hits) / len(hits)
 
 
@@ -154,26 +156,9 @@ def summarize_localization(results: Sequence[LocalizationResult]) -> dict:
     """
     if not results:
         raise ValueError("no localization results to summarize")
-    per_scene: dict[str, list[bool]] = defaultdict(list)
-    per_view: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    per_query: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        per_scene[r.scene].append(r.hit)
-        per_view[r.scene][r.view].append(r.hit)
-        per_query[r.scene][r.query].append(r.hit)
-    scene_acc = {s: _accuracy(h) for s, h in per_scene.items()}
-    per_level: dict[str, list[bool]] = defaultdict(list)
-    for r in results:
-        if r.query_level:
-            per_level[r.query_level].append(r.hit)
+    means = grouped_means(results, lambda r: r.hit, _accuracy)
     return {
-        "overall": _accuracy([r.hit for r in results]),
-        "per_level": {lv: _accuracy(h) for lv, h in per_level.items()},
-        "num_per_level": {lv: len(h) for lv, h in per_level.items()},
-        "mean_over_scenes": sum(scene_acc.values()) / len(scene_acc),
-        "num_queries": len(results),
-        "per_scene": scene_acc,
-        "per_view": {s: {v: _accuracy(h) for v, h in d.items()} for s, d in per_view.items()},
-        "per_query": {s: {q: _accuracy(h) for q, h in d.items()} for s, d in per_query.items()},
+        "overall": means.pop("pooled"),
+        **means,
         "results": [asdict(r) for r in results],
     }

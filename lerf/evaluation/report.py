@@ -2,10 +2,41 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Sequence
 
 from lerf.data.atomic import write_json, write_text
+
+
+def grouped_means(results: Sequence, value: Callable[[object], float], mean: Callable[[list], float]) -> dict:
+    """`mean` of `value(r)` pooled over all results, per query level, per scene, per view and per
+    query; results carry `scene`, `view`, `query` and `query_level` (localization, segmentation).
+
+    Example (mean = average): values 1, 0 in view "a" and 1 in view "b" of one scene -> pooled
+    2/3, per_view {"a": 0.5, "b": 1.0}; ``mean_over_scenes`` averages the per-scene means.
+    """
+    per_scene: dict[str, list] = defaultdict(list)
+    per_view: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    per_query: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    per_level: dict[str, list] = defaultdict(list)
+    for r in results:
+        per_scene[r.scene].append(value(r))
+        per_view[r.scene][r.view].append(value(r))
+        per_query[r.scene][r.query].append(value(r))
+        if r.query_level:
+            per_level[r.query_level].append(value(r))
+    scene_means = {s: mean(v) for s, v in per_scene.items()}
+    return {
+        "pooled": mean([value(r) for r in results]),
+        "per_level": {lv: mean(v) for lv, v in per_level.items()},
+        "num_per_level": {lv: len(v) for lv, v in per_level.items()},
+        "mean_over_scenes": mean(list(scene_means.values())),
+        "num_queries": len(results),
+        "per_scene": scene_means,
+        "per_view": {s: {v: mean(x) for v, x in d.items()} for s, d in per_view.items()},
+        "per_query": {s: {q: mean(x) for q, x in d.items()} for s, d in per_query.items()},
+    }
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

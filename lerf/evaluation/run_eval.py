@@ -73,16 +73,15 @@ class LabelledEvalArgs:
     # Query-time ablations on a trained model (None: the run's own relevancy settings).
     visibility_filter: Optional[bool] = None
     visible_share: Optional[bool] = None
-    scale_spacing: Optional[str] = None  # linear | geometric
     canonical_phrases: Optional[List[str]] = None  # the one_canonical row: [object]
     canonical_reduce: Optional[str] = None  # min | max (the max_canonical row)
 
 
 def open_run(args: LabelledEvalArgs):
     """The run's query engine, scene, name and output folder (read-only access to the run)."""
-    loaded = load_run(args.run, args.device)
-    for key in ("visibility_filter", "visible_share", "scale_spacing", "canonical_phrases", "canonical_reduce"):
+    loaded = load_run(args.run, args.device, args.chunk)
+    for key in ("visibility_filter", "visible_share", "canonical_phrases", "canonical_reduce"):
         if getattr(args, key) is not None:
             setattr(loaded.cfg.relevancy, key, getattr(args, key))
     out = Path(args.out) if args.out else loaded.run_dir
-    return loaded.engine(args.chunk), loaded.scene, loaded.cfg.scene.name, out
+    return loaded.engine(), loaded.scene, loaded.cfg.scene.name, out

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from collections.abc import Sequence
 
@@ -32,6 +31,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from lerf.evaluation.localization import LERF_OVS_SMOOTH_K, mean_filter
+from lerf.evaluation.report import grouped_means
 
 LERF_OVS_THRESHOLD = 0.4  # LangSplat eval/eval.sh: --mask_thresh 0.4
 LERF_OVS_MODE_K = 7  # LangSplat eval/utils.py::smooth: scale = 3 -> 7x7 window
@@ -160,30 +160,13 @@ def summarize_segmentation(results: Sequence[SegmentationResult]) -> dict:
     """
     if not results:
         raise ValueError("no segmentation results to summarize")
-    per_scene: dict[str, list[float]] = defaultdict(list)
-    per_view: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    per_category: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        per_scene[r.scene].append(r.iou)
-        per_view[r.scene][r.view].append(r.iou)
-        per_category[r.scene][r.query].append(r.iou)
-    scene_miou = {s: _mean(v) for s, v in per_scene.items()}
-    per_level: dict[str, list[float]] = defaultdict(list)
-    for r in results:
-        if r.query_level:
-            per_level[r.query_level].append(r.iou)
+    means = grouped_means(results, lambda r: r.iou, _mean)
     return {
-        "miou": _mean([r.iou for r in results]),
-        "per_level": {lv: _mean(x) for lv, x in per_level.items()},
-        "num_per_level": {lv: len(x) for lv, x in per_level.items()},
-        "mean_over_scenes": _mean(list(scene_miou.values())),
-        "num_queries": len(results),
+        "miou": means["pooled"],
+        **{k: means[k] for k in ("per_level", "num_per_level", "mean_over_scenes", "num_queries")},
         "num_undefined": sum(math.isnan(r.iou) for r in results),
-        "per_scene": scene_miou,
-        "per_view": {s: {v: _mean(x) for v, x in d.items()} for s, d in per_view.items()},
-        "per_category": {
-            s: {c: _mean(x) for c, x in d.items()} for s, d in per_category.items()
-        },
+        **{k: means[k] for k in ("per_scene", "per_view")},
+        "per_category": means["per_query"],
         # JSON has no NaN: an undefined IoU is written as null.
         "results": [{**asdict(r), "iou": None if math.isnan(r.iou) else r.iou} for r in results],
     }

@@ -1,18 +1,18 @@
 """A memory-bounded query cache whose chosen scale and peak pixel are still exact.
 
 The full cache (engine.py) keeps, for every pixel p and scale s, the factors of the rendered CLIP
-embedding (relevancy.render_clip_factors). Write them as one vector per (p, s),
+embedding (LerfModel.clip_factors). Write them as one vector per (p, s),
 
     u(p, s) = [H(p, s), A(p, s)] / norm(p, s)        (hidden width + 1 numbers),
 
 so that a text t scores sim_t(p, s) = g_t · u(p, s) with g_t = [t·W, t·c] (W, c: the CLIP head's
-last linear layer). At 1440x1080, 30 scales and hidden width 256 that is ~24 GB in fp16.
+last linear layer; LerfModel.clip_text_factors). At 1440x1080, 30 scales and hidden width 256 that is ~24 GB in fp16.
 
 This cache keeps instead, within a byte budget:
   * a rank-r orthonormal basis P of the u's of this view (fitted on a low-resolution render);
   * per (p, s): the coefficients c~ = round(P^T u) at the cache dtype, and two error norms, fp32:
         e_perp = ||u - P P^T u||   and   e_round = ||P^T u - c~||;
-  * per pixel: the language samples (top-k positions and weights) that render_clip_factors reads,
+  * per pixel: the language samples (top-k positions and weights) that clip_factors reads,
     so that u(p, s) can be recomputed exactly for any few pixels at any scale.
 
 Why the answer stays exact. Relevancy is r(p, s) = min_c sigmoid(T · d_c · u(p, s)) with
@@ -30,7 +30,7 @@ bound falls below it; the search stops when none are left, and the best exact pa
 cover float rounding in the bound arithmetic. How tight the bounds are (hence how many pairs are
 recomputed) depends on r and on the view; correctness does not.
 
-The maps returned are the bound centres sigmoid(T min_c x_c) with every recomputed pair written
+The maps returned are the bound centres min_c sigmoid(T x_c) with every recomputed pair written
 in exactly; the chosen scale's map is recomputed at every pixel when `exact_map` is true (one
 scale's language pass over the cached samples, no geometry). Centres never exceed an upper bound
 below the answer, so best_scale and argmax over the returned maps give the exact scale and peak.
@@ -45,7 +45,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lerf.data.cameras import Cameras
-from lerf.query.relevancy import Visible, clip_factors, query_samples
+from lerf.query.relevancy import Visible, query_samples, relevancy_of_differences
 from lerf.query.render import render_view
 
 EPS = 1e-5  # absolute margin on similarities for float rounding in the bound arithmetic
@@ -58,7 +58,7 @@ class LowRankFactors:
     coeffs: Float[Tensor, "n s r"]  # at the cache dtype
     err_perp: Float[Tensor, "n s"]
     err_round: Float[Tensor, "n s"]
-    positions: Float[Tensor, "n k 3"]  # the language samples render_clip_factors reads
+    positions: Float[Tensor, "n k 3"]  # the language samples LerfModel.clip_factors reads
     weights: Float[Tensor, "n k"]  # visibility-filtered
     share: Float[Tensor, " n"]  # visible share of each pixel's language weight (relevancy.query_samples)
     # A pixel with no (visible) language weight has relevancy 0, as in the full cache.
@@ -81,10 +81,9 @@ def factor_rows(hidden: Float[Tensor, "s r h"], weight_sum: Tensor, norms: Float
     return u.transpose(0, 1).float()
 
 
-def text_directions(layer: torch.nn.Linear, texts: Float[Tensor, "t d"]) -> Float[Tensor, "c hp"]:
-    """d_c = g_query - g_canon_c, with g_t = [t·W, t·c]: sim_q - sim_c = d_c · u."""
-    with torch.no_grad():
-        g = torch.cat([texts @ layer.weight, (texts @ layer.bias)[:, None]], -1).float()
+def text_directions(model, texts: Float[Tensor, "t d"]) -> Float[Tensor, "c hp"]:
+    """d_c = g_query - g_canon_c (g_t: LerfModel.clip_text_factors): sim_q - sim_c = d_c · u."""
+    g = model.clip_text_factors(texts).float()
     return g[:1] - g[1:]
 
 
@@ -111,7 +110,7 @@ def relevancy_bounds(lr: LowRankFactors, dirs: Float[Tensor, "c hp"], temperatur
         x = coeffs @ d_p.T  # [b, s, c]
         rounding = EPS * (1 + coeffs.norm(dim=-1, keepdim=True) + lr.err_perp[sl, :, None]) * dirs.norm(dim=-1)
         slack = lr.err_perp[sl, :, None] * d_perp + lr.err_round[sl, :, None] * d_p_norm + rounding
-        parts.append(torch.stack([torch.sigmoid(temperature * v.amin(-1)) for v in (x, x - slack, x + slack)]))
+        parts.append(torch.stack([relevancy_of_differences(v, temperature) for v in (x, x - slack, x + slack)]))
     centre, lower, upper = (torch.cat(parts, 1) * factor[None, :, None]).unbind(0)
     return centre, lower, upper
 
@@ -125,9 +124,8 @@ def exact_relevancy(model, lr: LowRankFactors, pixels: Tensor, scale_m: float, d
     out = []
     valid = lr.valid
     for piece in pixels.split(chunk):
-        u = factor_rows(*clip_factors(model, lr.positions[piece], lr.weights[piece], scale))[:, 0]  # [m, hp]
-        rel = torch.sigmoid(temperature * (u @ dirs.T)).amin(-1)
-        rel = torch.where(valid[piece], rel, torch.zeros_like(rel))
+        u = factor_rows(*model.clip_factors(lr.positions[piece], lr.weights[piece], scale))[:, 0]  # [m, hp]
+        rel = relevancy_of_differences(u @ dirs.T, temperature, valid[piece])
         out.append(rel if share is None else rel * share[piece])
     return torch.cat(out) if out else torch.zeros(0, device=dirs.device)
 
@@ -196,7 +194,7 @@ def fit_view_basis(model, cameras: Cameras, cam: int, scales: Tensor, rank: int,
     small = cameras.subset([cam]).resized(max(1, cameras.width // f), max(1, cameras.height // f))
 
     u = render_view(model, small, 0, chunk, extras=lambda out, z: {
-        "u": factor_rows(*clip_factors(model, *query_samples(model, out, visible)[:2], scales))})["u"]
+        "u": factor_rows(*model.clip_factors(*query_samples(model, out, visible)[:2], scales))})["u"]
     u = u.reshape(-1, u.shape[-1]).double()
     _, vecs = torch.linalg.eigh(u.T @ u)  # ascending eigenvalues
     return vecs[:, -rank:].flip(1).float().contiguous()
@@ -211,7 +209,7 @@ def render_low_rank(model, cameras: Cameras, cam: int, scales: Tensor, rank: int
 
     def factors(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
         positions, weights, share = query_samples(model, out, visible)
-        u = factor_rows(*clip_factors(model, positions, weights, scales))
+        u = factor_rows(*model.clip_factors(positions, weights, scales))
         return {**project(u, basis, dtype), "positions": positions, "weights": weights, "share": share}
 
     r = render_view(model, cameras, cam, chunk, extras=factors)

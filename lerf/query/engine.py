@@ -28,8 +28,9 @@ from lerf.config import RelevancyConfig
 from lerf.data.cameras import Cameras
 from lerf.query.bounded import LowRankFactors, exact_relevancy, rank_for_budget, render_low_rank, search_maps, \
     text_directions
-from lerf.query.relevancy import (TextEmbeddings, best_scale, reduce_canonicals, share_weighted, relevancy,
-                                  render_clip_factors, render_embeddings, scale_values, validate_prompt)
+from lerf.query.relevancy import (QueryResult, TextEmbeddings, best_scale, query_samples, relevancy,
+                                  relevancy_of_differences, scale_values, search_scale, share_weighted,
+                                  validate_prompt)
 from lerf.query.render import render_view
 from lerf.query.visibility import VisibilityGrid
 
@@ -40,7 +41,7 @@ class ViewRender:
     depth_m: Float[Tensor, "h w"]
     accumulation: Float[Tensor, "h w"]
     # Prompt-independent factors of the unit CLIP embeddings at every scale (see
-    # relevancy.render_clip_factors): exact, and hidden-width instead of CLIP-width. None when the
+    # LerfModel.clip_factors): exact, and hidden-width instead of CLIP-width. None when the
     # view is cached as `low_rank` instead (too large for the budget).
     hidden: Optional[Float[Tensor, "n s hid"]] = None  # stored at cache_dtype
     weight_sum: Optional[Float[Tensor, "n s"]] = None
@@ -53,27 +54,6 @@ class ViewRender:
         if self.low_rank is not None:
             return self.low_rank.nbytes
         return sum(t.numel() * t.element_size() for t in (self.hidden, self.weight_sum, self.norms, self.share))
-
-
-@dataclass
-class QueryResult:
-    prompt: str
-    maps: Float[Tensor, "s h w"]  # relevancy at every searched scale
-    scale_idx: int
-    scale_m: float
-    # Low-rank cache only: (pixel, scale) pairs recomputed exactly; the maps of the other scales
-    # are bound centres there (bounded.py), exact in their argmax.
-    recomputed: Optional[int] = None
-
-    @property
-    def relevancy(self) -> Float[Tensor, "h w"]:
-        return self.maps[self.scale_idx]
-
-    def peak(self) -> tuple[int, int]:
-        """(x, y) pixel of the highest relevancy at the chosen scale."""
-        w = self.maps.shape[-1]
-        flat = int(self.relevancy.reshape(-1).argmax())
-        return flat % w, flat // w
 
 
 class QueryEngine:
@@ -109,7 +89,7 @@ class QueryEngine:
     def full_cache_bytes(self, pixels: int) -> int:
         """Bytes of the full factor cache of a `pixels`-pixel view (hidden at cache_dtype; A and
         the norm per scale, fp32)."""
-        hid = self.model.language.clip_out.in_features
+        hid = self.model.clip_hidden_width
         element = torch.empty(0, dtype=self.cache_dtype).element_size()
         return pixels * len(self.scales) * (hid * element + 8)
 
@@ -118,7 +98,7 @@ class QueryEngine:
         pixels = cameras.height * cameras.width
         if self.full_cache_bytes(pixels) <= self.cache_budget_bytes:
             return self._render_full(cameras, cam)
-        width = self.model.language.clip_out.in_features + 1
+        width = self.model.clip_hidden_width + 1
         rank = rank_for_budget(pixels, len(self.scales), width, self.model.cfg.language.samples_per_ray,
                                self.cache_budget_bytes, self.cache_dtype)
         r, low_rank = render_low_rank(self.model, cameras, cam, self.scales.to(self.device), rank, self.chunk,
@@ -131,7 +111,8 @@ class QueryEngine:
 
         def factors(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
             # The cache stays on the model's device: on a GPU a new prompt never leaves it.
-            big_h, a, n, share = render_clip_factors(self.model, out, scales, self.visible)
+            pos, w, share = query_samples(self.model, out, self.visible)
+            big_h, a, n = self.model.clip_factors(pos, w, scales)
             return {"hidden": big_h.transpose(0, 1).to(self.cache_dtype), "weight_sum": a.T, "norms": n.T,
                     "share": share}
 
@@ -160,20 +141,16 @@ class QueryEngine:
     def _maps(self, render: ViewRender, texts: Float[Tensor, "t d"]) -> Float[Tensor, "s n"]:
         """Relevancy at every scale from the cached factors: one product with [query; canon]
         projected through the CLIP head's last layer."""
-        layer = self.model.language.clip_out
-        texts = texts.to(render.hidden.device)
-        with torch.no_grad():
-            t_w = texts @ layer.weight  # [t, h]
-            t_c = texts @ layer.bias  # [t]
+        g = self.model.clip_text_factors(texts.to(render.hidden.device))
+        t_w, t_c = g[:, :-1].contiguous(), g[:, -1]  # [t, h], [t]
         if render.hidden.is_cuda:  # half-precision tensor cores; never a float copy of the cache
             sims = torch.matmul(render.hidden, t_w.T.to(render.hidden.dtype)).float()  # [n, s, t]
         else:  # CPUs have no fast fp16 product: (up)cast a block of rays at a time to bound memory
             sims = torch.cat([block.float() @ t_w.T for block in render.hidden.split(4096)])
         sims = (sims + render.weight_sum[..., None] * t_c) / render.norms.clamp_min(1e-12)[..., None]
-        diff = sims[..., :1] - sims[..., 1:]
-        rel = reduce_canonicals(torch.sigmoid(self.cfg.temperature * diff), self.cfg.canonical_reduce)
         # A ray with no visible language weight has a zero embedding: relevancy 0 (as `relevancy`).
-        rel = torch.where(render.norms > 0, rel, torch.zeros_like(rel))
+        rel = relevancy_of_differences(sims[..., :1] - sims[..., 1:], self.cfg.temperature, render.norms > 0,
+                                       self.cfg.canonical_reduce)
         return share_weighted(rel.T, render.share, self.cfg).cpu()
 
     def _maps_low_rank(self, low_rank: LowRankFactors, texts: Float[Tensor, "t d"]
@@ -184,7 +161,7 @@ class QueryEngine:
         if self.cfg.canonical_reduce != "min":  # its bounds are derived for LERF's min (bounded.py)
             raise ValueError("relevancy.canonical_reduce=max needs the full query cache or query_exact; this view "
                              "is cached low-rank (raise the engine's cache budget)")
-        dirs = text_directions(self.model.language.clip_out, texts.to(self.device))
+        dirs = text_directions(self.model, texts.to(self.device))
         scales, temperature = self.scales.tolist(), self.cfg.temperature
         share = low_rank.share if self.cfg.visible_share else None
         maps, recomputed = search_maps(self.model, low_rank, scales, dirs, temperature, self.chunk, share)
@@ -195,10 +172,6 @@ class QueryEngine:
                                         share)
         return maps.cpu(), recomputed
 
-    def _result(self, prompt: str, maps: Float[Tensor, "s h w"], recomputed: Optional[int] = None) -> QueryResult:
-        idx, _ = best_scale(maps.reshape(maps.shape[0], -1))
-        return QueryResult(prompt, maps, idx, float(self.scales[idx]), recomputed)
-
     def query(self, prompt: str, cameras: Cameras, cam: int, key: object = None) -> QueryResult:
         """Cached path: a new prompt on a rendered view costs one matrix product (full cache), or
         a bounded search plus a few exact recomputations (low-rank cache)."""
@@ -208,7 +181,7 @@ class QueryEngine:
             maps, recomputed = self._maps_low_rank(render.low_rank, self._texts(prompt))
         else:
             maps = self._maps(render, self._texts(prompt))
-        return self._result(prompt, maps.reshape(-1, cameras.height, cameras.width), recomputed)
+        return search_scale(prompt, maps.reshape(-1, cameras.height, cameras.width), self.scales, recomputed)
 
     def query_exact(self, prompt: str, cameras: Cameras, cam: int) -> QueryResult:
         """Reference path: re-render everything for this prompt (relevancy per scale, per chunk)."""
@@ -216,10 +189,11 @@ class QueryEngine:
         scales = self.scales.to(self.device)
 
         def maps(out: dict[str, Tensor], z_per_t: Tensor) -> dict[str, Tensor]:
-            e, share = render_embeddings(self.model, out, scales, self.visible)
-            rel = torch.stack([relevancy(es, query, self.texts.canon, self.cfg.temperature, self.cfg.canonical_reduce)
-                               for es in e.float().cpu()])
+            pos, w, share = query_samples(self.model, out, self.visible)
+            embeds = self.model.clip_at_scales(pos, w, scales)  # [s, r, d]
+            rel = relevancy(embeds.float().cpu(), query, self.texts.canon, self.cfg.temperature,
+                            self.cfg.canonical_reduce)
             return {"maps": share_weighted(rel, share.cpu(), self.cfg).T}
 
         r = render_view(self.model, cameras, cam, self.chunk, extras=maps)
-        return self._result(prompt, r["maps"].permute(2, 0, 1))
+        return search_scale(prompt, r["maps"].permute(2, 0, 1), self.scales)

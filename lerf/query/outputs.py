@@ -13,7 +13,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lerf.data.atomic import replace_atomically, save_npy, write_json
-from lerf.query.engine import QueryResult, ViewRender
+from lerf.query.engine import ViewRender
+from lerf.query.relevancy import QueryResult
 from lerf.query.images import colorize, overlay, to_uint8
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from lerf.data.scene import SceneData
 from lerf.model import LerfModel
+from lerf.query.engine import QueryEngine
 from lerf.query.images import colorize
-from lerf.query.relevancy import relevancy_renderer
 from lerf.query.render import render_view
 
 
@@ -25,9 +25,11 @@ def tensorboard_images(writer, model: LerfModel, scene: SceneData, supervision, 
     writer.add_image("eval/depth", colorize(rendered["depth_m"]), step, dataformats="HWC")
     prompt = cfg.relevancy.tensorboard_prompt
     if supervision is not None and prompt and model.language is not None:
-        lang = relevancy_renderer(model, supervision.text_encoder, prompt, cfg.relevancy)
+        # The query's exact path and scale search, without the visibility filter (training has not
+        # built the grid yet).
+        engine = QueryEngine(model, supervision.text_encoder, cfg.relevancy, chunk)
         small = scene.cameras.subset([cam]).within(RELEVANCY_MAX_PX)
-        relevancy = render_view(model, small, 0, chunk, extras=lang)["relevancy"]
+        relevancy = engine.query_exact(prompt, small, 0).relevancy
         writer.add_image(f"eval/relevancy/{prompt}", colorize(relevancy, vmin=0.0, vmax=1.0), step,
                          dataformats="HWC")
 

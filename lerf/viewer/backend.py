@@ -2,9 +2,10 @@
 3D points, save maps. Every other viewer module imports project code only through this one, so a
 reorganisation of lerf's query modules touches a single file here.
 
-Rendering goes through the same functions as query.py: `render_view` for geometry alone, the
-cached `QueryEngine` when prompts are on (a new prompt on a rendered view is one matrix product,
-the geometry is not rendered again), `relevant_points` for the 3D query and `save_query` for files.
+Everything goes through the public Python API (`lerf.load_run`, docs/api.md), as query.py does:
+`render` for geometry alone or with the language factors cached (a new prompt on a rendered
+view is one matrix product, the geometry is not rendered again), `query`, `points` for the 3D
+query, and `save_query` for files.
 """
 from __future__ import annotations
 
@@ -19,13 +20,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lerf.data.cameras import Cameras
-from lerf.query.engine import QueryResult, ViewRender
+from lerf.query.engine import ViewRender
 from lerf.query.images import colorize, to_uint8
 from lerf.query.outputs import prompt_dirname, save_query
-from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints, relevant_points
-from lerf.query.relevancy import validate_prompt
-from lerf.query.render import render_view
-from lerf.query.run import load_run, select_views
+from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints
+from lerf.query.relevancy import QueryResult, validate_prompt
+from lerf.query.run import load_run
 
 __all__ = ["Backend", "Cameras", "Geometry", "QueryResult", "RelevantPoints", "colorize", "to_uint8",
            "validate_prompt"]
@@ -49,11 +49,11 @@ class Backend:
     so tabs take turns instead of oversubscribing the CPU or racing on the engine's cache."""
 
     def __init__(self, run_dir: str | Path, device: str = "auto", chunk: int = 8192):
-        self.loaded = load_run(run_dir, device)
+        self.loaded = load_run(run_dir, device, chunk)
         self.chunk = chunk
         self.lock = threading.Lock()
         model = self.loaded.model
-        self.engine = None if model.language is None else self.loaded.engine(chunk)
+        self.engine = None if model.language is None else self.loaded.engine()
         self.language_off_reason = NO_LANGUAGE if self.engine is None else None
 
     # -- the run --------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ class Backend:
 
     @property
     def scales_m(self) -> list[float]:
-        return self.engine.scales.tolist() if self.engine is not None else []
+        return self.loaded.scales_m if self.engine is not None else []
 
     @property
     def canonical_phrases(self) -> list[str]:
@@ -80,36 +80,27 @@ class Backend:
     def render(self, cameras: Cameras, key: object, with_language: bool) -> Geometry:
         """Render camera 0 of `cameras`; with_language also caches the prompt-independent
         language factors under `key` (needs a language field)."""
+        language = with_language and self.engine is not None
         with self.lock:
-            if with_language and self.engine is not None:
-                view = self.engine.view(cameras, 0, key=key)
-                return Geometry(view.rgb, view.depth_m, view.accumulation, view)
-            out = render_view(self.loaded.model, cameras, 0, self.chunk)
-        return Geometry(out["rgb"], out["depth_m"], out["accumulation"])
+            view = self.loaded.render(cameras, language, key)
+        return Geometry(view.rgb, view.depth_m, view.accumulation, view if language else None)
 
     def query(self, prompt: str, cameras: Cameras, key: object, scale_m: Optional[float] = None) -> QueryResult:
         """Relevancy of `prompt` on the cached view `key`; the scale is searched unless given."""
         with self.lock:
-            result = self.engine.query(prompt, cameras, 0, key=key)
-        if scale_m is None:
-            return result
-        idx = int((self.engine.scales - scale_m).abs().argmin())
-        return QueryResult(result.prompt, result.maps, idx, float(self.engine.scales[idx]))
+            return self.loaded.query(prompt, cameras, scale_m, key)
 
     def set_canonical_phrases(self, phrases: list[str]) -> None:
         """Replace the negatives of the pairwise softmax (LERF §3.4); cached views stay valid."""
-        phrases = [validate_prompt(p) for p in phrases]
         with self.lock:
-            self.engine.texts.canon = self.engine.texts.embed(phrases)
+            self.loaded.set_canonical_phrases(phrases)
 
     # -- 3D and files ---------------------------------------------------------------------------
     def relevant_points(self, prompt: str, views: str = "eval") -> RelevantPoints:
         """The points `query.py ply=true` writes for this prompt (same views, threshold, filter),
         in the normalised scene frame the viewer draws in."""
-        scene = self.loaded.scene
         with self.lock:
-            return relevant_points(self.engine, scene.cameras, prompt, select_views(views, scene),
-                                   self.loaded.visibility(self.chunk), PLY_THRESHOLD)
+            return self.loaded.points(prompt, views, PLY_THRESHOLD, world=False)
 
     def save(self, results: list[QueryResult], geometry: Geometry, out_root: Optional[Path] = None) -> list[Path]:
         """Write the current view's maps with query.py's writer: <run>/queries/<prompt>/viewer_<time>*."""
