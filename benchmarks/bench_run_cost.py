@@ -11,7 +11,7 @@ estimate train.py logs before it starts (lerf/train/cost.py).
    short side with 384-d cells (a fixed projection of 8 x 8 pixel means). Sizes, I/O and the
    pyramid's crop-and-resize work are the real ones; the networks' time is not (item 4 has it).
 3. Loads the scene and both caches in a fresh process, the way training does, and records its
-   peak RSS (resource.getrusage).
+   peak RSS (/proc/self/status VmHWM).
 4. OpenCLIP ViT-B/16 and DINO ViT-S/8 with random weights (the real networks, so the real time):
    crops/s for a few 224 px crops, seconds per image for DINO at the 500 px short side.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -95,6 +96,14 @@ def scene_config(capture: Path) -> SceneConfig:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS: /proc/self/status VmHWM (Linux; it starts afresh at exec, while
+    getrusage's ru_maxrss carries the parent's peak into a child), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
@@ -145,12 +154,50 @@ def real_network_speed(crops: int = 8) -> dict:
             "dino_random_s_per_image": round(time.perf_counter() - t0, 2)}
 
 
+def activation_phase(model_name: str, rays: list[int]) -> dict:
+    """Peak RSS of one forward + backward of the `model_name` preset on the CPU (torch hash grid)
+    at growing batches: the increase per ray is what a batch's activations take, to set beside
+    lerf.train.cost.activation_bytes."""
+    from hydra import compose, initialize_config_dir
+
+    from lerf.config import register_configs, to_typed
+    from lerf.model import LerfModel, SceneGeometry
+    from lerf.train.cost import activation_bytes
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = to_typed(compose("train", overrides=[f"model={model_name}", "scene=teacup"]))
+    geometry = SceneGeometry.from_scene(cfg.scene, 1.0, None, 8, list(range(8)))
+    model = LerfModel(cfg.model, geometry, "torch", CLIP_DIM, DINO_DIM)
+    gen = torch.Generator().manual_seed(0)
+    peaks = []
+    for r in rays:
+        origins = torch.zeros(r, 3)
+        dirs = torch.nn.functional.normalize(torch.randn(r, 3, generator=gen), dim=-1)
+        out = model(origins, dirs, step=0, jitter=True, generator=gen, frame_idx=torch.zeros(r, dtype=torch.long))
+        pos, w, _ = model.language_samples(out, cfg.model.language.samples_per_ray)
+        pred = model.render_language(pos, w, torch.full_like(w, 0.2))
+        loss = out["rgb"].sum() + sum(p.sum() for p in pred.values()) + sum(x.sum() for x in out["prop_weights"])
+        loss.backward()
+        del out, pred, loss
+        peaks.append(peak_rss_mb())
+    # The first batch also allocates the gradients; the slope after it is the activations' share.
+    first = 1 if len(rays) > 2 else 0
+    per_ray = (peaks[-1] - peaks[first]) * 2**20 / (rays[-1] - rays[first])
+    params = sum(p.numel() for p in model.parameters())
+    return {"model": model_name, "params": params, "rays": rays, "peak_rss_mb": peaks,
+            "measured_activation_bytes_per_ray": round(per_ray),
+            "estimated_activation_bytes_per_ray": round(activation_bytes(cfg.model, 1000, CLIP_DIM, DINO_DIM) / 1000)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--work", default="/tmp/lerf_bench_run_cost")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/run_cost.json"))
-    parser.add_argument("--phase", choices=["all", "load"], default="all")
+    parser.add_argument("--phase", choices=["all", "load", "activations"], default="all")
+    parser.add_argument("--model", default="lite")  # --phase activations: the model preset
+    parser.add_argument("--rays", default="64,192,320")  # --phase activations: growing batches
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(args.work)
@@ -158,9 +205,14 @@ def main() -> None:
     if args.phase == "load":
         print(json.dumps(load_phase(capture, cache_dir)))
         return
+    if args.phase == "activations":  # its own process: ru_maxrss only grows
+        write_json({"machine": machine(), **activation_phase(args.model, [int(r) for r in args.rays.split(",")])},
+                   args.out)
+        return
 
     from tests.real_capture import write_capture
 
+    shutil.rmtree(cache_dir, ignore_errors=True)  # the build times below must be builds, not loads
     t0 = time.perf_counter()
     if not (capture / "transforms.json").is_file():
         write_capture(capture, num_frames=args.frames, height=LERF_HW[0], width=LERF_HW[1], image_ext="jpg")

@@ -41,9 +41,11 @@ def test_estimate_by_hand():
     assert cost.image_bytes == 2 * 48 * 64 * 3
     assert cost.disk_to_write_bytes == CLIP_BYTES + DINO_BYTES
     assert cost.cache_ram_bytes == CLIP_BYTES + DINO_BYTES  # small caches are read into RAM
-    assert cost.train_state_ram_bytes == 1000 * 16  # weight, gradient, two Adam moments
-    assert cost.ram_bytes == 2 * 48 * 64 * 3 + 5000 + CLIP_BYTES + DINO_BYTES + 16000
-    assert cost.ram_to_come_bytes == CLIP_BYTES + DINO_BYTES + 16000
+    # weight, gradient, two Adam moments, and one batch's activations (on the CPU, in RAM)
+    state = 1000 * 16 + activation_bytes(ModelConfig(), 64, 512, 384)
+    assert cost.train_state_ram_bytes == state
+    assert cost.ram_bytes == 2 * 48 * 64 * 3 + 5000 + CLIP_BYTES + DINO_BYTES + state
+    assert cost.ram_to_come_bytes == CLIP_BYTES + DINO_BYTES + state
     assert cost.gpu_bytes is None
     # A cache already on disk with the same key costs no disk.
     assert tiny_cost(cached=(True, False)).disk_to_write_bytes == DINO_BYTES

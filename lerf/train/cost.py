@@ -8,7 +8,7 @@ Sizes are exact where the code decides them and estimates where the allocator do
 * host RAM: the images (uint8), the encoders' weights, each cache up to
   `lerf.encoders.cache.RAM_THRESHOLD_BYTES` (larger ones are memory-mapped, so the page cache holds
   what lookups touch) and, when training on the CPU, the model's weights, gradients and Adam's two
-  moments (16 bytes per parameter).
+  moments (16 bytes per parameter) and one batch's activations.
 * GPU memory (an estimate): the caches and encoders moved to the device, 16 bytes per parameter,
   and the activations one batch keeps for the backward pass (`activation_bytes`), plus the CUDA
   context. Not measured on a GPU here; the README's table says what was.
@@ -55,7 +55,7 @@ class RunCost:
     image_bytes: int
     encoder_bytes: int
     cache_ram_bytes: int  # caches read into RAM (the memory-mapped ones count 0)
-    train_state_ram_bytes: int  # CPU training only
+    train_state_ram_bytes: int  # CPU training only: weights, gradients, Adam moments, one batch's activations
     model_params: int
     gpu_bytes: Optional[int] = None  # CUDA only
 
@@ -109,12 +109,9 @@ def estimate_run_cost(n_images: int, height: int, width: int, crop_fracs: Sequen
     """Every figure of `RunCost` from the run's sizes; `cached`: whether the CLIP / DINO cache on
     disk already matches (then it costs no disk)."""
     clip, dino = cache_bytes(n_images, height, width, crop_fracs, stride_scaler, clip_dim, dino_shape)
-    state = model_params * TRAIN_STATE_BYTES_PER_PARAM
-    gpu = None
-    if device_type == "cuda":
-        dino_dim = int(dino_shape[-1]) if dino_shape is not None else 0
-        gpu = (CUDA_CONTEXT_BYTES + clip + dino + encoder_bytes + state
-               + activation_bytes(model, rays_per_batch, clip_dim, dino_dim))
+    dino_dim = int(dino_shape[-1]) if dino_shape is not None else 0
+    state = model_params * TRAIN_STATE_BYTES_PER_PARAM + activation_bytes(model, rays_per_batch, clip_dim, dino_dim)
+    gpu = CUDA_CONTEXT_BYTES + clip + dino + encoder_bytes + state if device_type == "cuda" else None
     return RunCost(
         clip_cache_bytes=clip, dino_cache_bytes=dino,
         disk_to_write_bytes=(0 if cached[0] else clip) + (0 if cached[1] else dino),
