@@ -190,6 +190,39 @@ def activation_phase(model_name: str, rays: list[int]) -> dict:
             "estimated_activation_bytes_per_ray": round(activation_bytes(cfg.model, 1000, CLIP_DIM, DINO_DIM) / 1000)}
 
 
+def sizes_against_estimate(cache_dir: Path, n: int) -> dict:
+    """The cache files' sizes per image, beside lerf.train.cost's estimate for the same grid."""
+    result = {}
+    clip_file = next(cache_dir.glob("clip_pyramid_*.npy"))
+    dino_file = next(cache_dir.glob("dino_maps_*.npy"))
+    crops = sum(lv.cells_per_image for lv in pyramid_grids(*LERF_HW, linspace_fracs(), 0.5))
+    grid = StandInDino().grid_hw(*LERF_HW)
+    estimate = estimate_run_cost(n, *LERF_HW, linspace_fracs(), 0.5, CLIP_DIM, (n, *grid, DINO_DIM), 0, 0,
+                                 ModelConfig(), 4096, "cpu")
+    result.update({
+        "crops_per_image": crops, "dino_grid": list(grid),
+        "clip_cache_mb_per_image": round(clip_file.stat().st_size / n / 1e6, 3),
+        "dino_cache_mb_per_image": round(dino_file.stat().st_size / n / 1e6, 3),
+        "clip_cache_bytes": clip_file.stat().st_size, "dino_cache_bytes": dino_file.stat().st_size,
+        "estimated_clip_cache_bytes": estimate.clip_cache_bytes,
+        "estimated_dino_cache_bytes": estimate.dino_cache_bytes,
+        "estimated_images_and_caches_ram_mb": round((estimate.image_bytes + estimate.cache_ram_bytes) / 1e6, 1),
+    })
+    if n != 200:
+        scale = 200 / n
+        result["scaled_to_200_frames"] = {
+            "note": f"measured on {n} frames; sizes and times scaled linearly to 200",
+            "clip_cache_gb": round(result["clip_cache_bytes"] * scale / 1e9, 3),
+            "dino_cache_gb": round(result["dino_cache_bytes"] * scale / 1e9, 3),
+            "images_ram_gb": round(200 * LERF_HW[0] * LERF_HW[1] * 3 / 1e9, 3)}
+    big = estimate_run_cost(200, *LERF_HW, linspace_fracs(), 0.5, CLIP_DIM, (200, *grid, DINO_DIM), 0, 0,
+                            ModelConfig(), 4096, "cpu")
+    result["estimate_200_frames_mb"] = {"clip_cache": round(big.clip_cache_bytes / 1e6, 1),
+                                        "dino_cache": round(big.dino_cache_bytes / 1e6, 1),
+                                        "images": round(big.image_bytes / 1e6, 1)}
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=200)
@@ -225,36 +258,9 @@ def main() -> None:
                            "--work", str(work)], capture_output=True, text=True, check=True)
     result.update(json.loads(load.stdout.strip().splitlines()[-1]))
 
-    clip_file = next(cache_dir.glob("clip_pyramid_*.npy"))
-    dino_file = next(cache_dir.glob("dino_maps_*.npy"))
-    crops = sum(lv.cells_per_image for lv in pyramid_grids(*LERF_HW, linspace_fracs(), 0.5))
-    n = args.frames
-    grid = StandInDino().grid_hw(*LERF_HW)
-    estimate = estimate_run_cost(n, *LERF_HW, linspace_fracs(), 0.5, CLIP_DIM, (n, *grid, DINO_DIM), 0, 0,
-                                 ModelConfig(), 4096, "cpu")
-    result.update({
-        "crops_per_image": crops, "dino_grid": list(grid),
-        "clip_cache_mb_per_image": round(clip_file.stat().st_size / n / 1e6, 3),
-        "dino_cache_mb_per_image": round(dino_file.stat().st_size / n / 1e6, 3),
-        "clip_cache_bytes": clip_file.stat().st_size, "dino_cache_bytes": dino_file.stat().st_size,
-        "estimated_clip_cache_bytes": estimate.clip_cache_bytes,
-        "estimated_dino_cache_bytes": estimate.dino_cache_bytes,
-        "estimated_images_and_caches_ram_mb": round((estimate.image_bytes + estimate.cache_ram_bytes) / 1e6, 1),
-    })
-    if n != 200:
-        scale = 200 / n
-        result["scaled_to_200_frames"] = {
-            "note": f"measured on {n} frames; sizes and times scaled linearly to 200",
-            "clip_cache_gb": round(result["clip_cache_bytes"] * scale / 1e9, 3),
-            "dino_cache_gb": round(result["dino_cache_bytes"] * scale / 1e9, 3),
-            "images_ram_gb": round(200 * LERF_HW[0] * LERF_HW[1] * 3 / 1e9, 3)}
+    result.update(sizes_against_estimate(cache_dir, args.frames))
     result.update(real_network_speed())
-    result["openclip_hours_for_200_frames"] = round(200 * crops / result["openclip_random_crops_per_s"] / 3600, 2)
-    big = estimate_run_cost(200, *LERF_HW, linspace_fracs(), 0.5, CLIP_DIM, (200, *grid, DINO_DIM), 0, 0,
-                            ModelConfig(), 4096, "cpu")
-    result["estimate_200_frames_mb"] = {"clip_cache": round(big.clip_cache_bytes / 1e6, 1),
-                                        "dino_cache": round(big.dino_cache_bytes / 1e6, 1),
-                                        "images": round(big.image_bytes / 1e6, 1)}
+    result["openclip_hours_for_200_frames"] = round(200 * result["crops_per_image"] / result["openclip_random_crops_per_s"] / 3600, 2)
     write_json(result, args.out)
 
 

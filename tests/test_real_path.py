@@ -31,6 +31,7 @@ except ImportError as err:  # pragma: no cover - installed by setup.py's extras
 
 from tests.real_capture import METRES_PER_UNIT, write_capture  # noqa: E402
 
+pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
 HEIGHT, WIDTH, FRAMES = 48, 64, 6
@@ -176,8 +177,16 @@ def test_a_full_disk_is_refused_before_anything_is_written(data_root, tmp_path, 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["model=lite", "scene=custom", f"scene.path={data_root / 'teatime'}",
                                           *SMALL, f"encoder.cache_dir={tmp_path / 'features'}"])
+    # A killed build's temporary in the scene's cache folder: removed before the space is counted.
+    from lerf.encoders.cache import scene_cache_dir
+    from tests.test_run_cost import dead_pid, temporary
+
+    folder = scene_cache_dir(tmp_path / "features", data_root / "teatime")
+    folder.mkdir(parents=True)
+    stale = temporary(folder, "clip_pyramid_killed", dead_pid(), age_s=3600)
     monkeypatch.setattr(cost, "free_disk_bytes", lambda folder: 1000)
     with pytest.raises(cost.ResourceError, match="not enough disk for the feature caches"):
         train(cfg, tmp_path / "run")
+    assert not stale.exists()
     assert not list(tmp_path.rglob("*.npy")) and not list(tmp_path.rglob("*.json"))
     assert not (tmp_path / "run" / "config.yaml").exists() and not (tmp_path / "run" / "checkpoints").exists()

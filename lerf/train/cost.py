@@ -8,8 +8,8 @@ Sizes are exact where the code decides them and estimates where the allocator do
 * host RAM: the images (uint8), the encoders' weights, each cache up to
   `lerf.encoders.cache.RAM_THRESHOLD_BYTES` (larger ones are memory-mapped, so the page cache holds
   what lookups touch) and, when training on the CPU, the model's weights, gradients and Adam's two
-  moments (16 bytes per parameter) and one batch's activations.
-* GPU memory (an estimate): the caches and encoders moved to the device, 16 bytes per parameter,
+  moments (20 bytes per parameter, `TRAIN_STATE_BYTES_PER_PARAM`) and one batch's activations.
+* GPU memory (an estimate): the caches and encoders moved to the device, 20 bytes per parameter,
   and the activations one batch keeps for the backward pass (`activation_bytes`), plus the CUDA
   context. Not measured on a GPU here; the README's table says what was.
 
@@ -31,13 +31,16 @@ import torch
 from lerf.config import GridConfig, ModelConfig, TrainConfig
 from lerf.data.scene import SceneData
 from lerf.encoders.cache import (RAM_THRESHOLD_BYTES, clip_cache_current, clip_pyramid_shape, dino_cache_current,
-                                 dino_maps_shape, npy_bytes)
+                                 dino_maps_shape, npy_bytes, open_cache_dir)
 from lerf.encoders.factory import dino_ids_for, pyramid_crop_fracs
 from lerf.train.supervision import Encoders, clip_inputs, feature_cache_dir
 
 log = logging.getLogger(__name__)
 
-TRAIN_STATE_BYTES_PER_PARAM = 16  # fp32 weight + gradient + Adam's exp_avg and exp_avg_sq
+# fp32 weight + gradient + Adam's exp_avg and exp_avg_sq, + 4: the torch hash grid's backward builds
+# each table's gradient before adding it into .grad (nerfacto's second backward on the CPU peaked
+# 1.2 GB above its first, about 4 bytes x its 282 M parameters; bench_run_cost.py --phase activations).
+TRAIN_STATE_BYTES_PER_PARAM = 20
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what torch's CUDA context and kernels take before any tensor (typical)
 
 
@@ -89,9 +92,11 @@ def grid_sample_bytes(grid: GridConfig) -> int:
 
 
 def activation_bytes(model: ModelConfig, rays: int, clip_dim: int, dino_dim: int) -> int:
-    """Rough activations of one training batch (an estimate: 2x what the samples' features and MLP
-    layers hold, for autograd's temporaries). Proposal networks at their sample counts, the NeRF
-    field at nerf_samples, the language field at samples_per_ray of its rays."""
+    """Rough activations of one training batch: what the samples' grid lookups and MLP layers keep
+    for the backward pass. Proposal networks at their sample counts, the NeRF field at
+    nerf_samples, the language field at samples_per_ray of its rays. Measured per ray on the CPU
+    (torch backend, growth of peak RSS from 192 to 320 rays; bench_run_cost.py --phase
+    activations): nerfacto 1.29 MB (this formula: 1.15 MB), lite 0.37 MB (0.59 MB)."""
     props = sum(n * (grid_sample_bytes(p.grid) + 4 * 2 * p.hidden_dim)
                 for n, p in zip(model.proposal_samples, model.proposals))
     nerf = model.nerf_samples * (grid_sample_bytes(model.grid) + 4 * 2 * (model.hidden_dim + 3 * model.color_hidden_dim))
@@ -99,7 +104,7 @@ def activation_bytes(model: ModelConfig, rays: int, clip_dim: int, dino_dim: int
     lang_rays = min(rays, lang.rays_per_batch) if lang.rays_per_batch else rays
     lang_per_sample = (sum(grid_sample_bytes(g) for g in lang.grids) + 4 * 2 * lang.hidden_dim
                        * (lang.clip_layers + lang.dino_layers) + 4 * (clip_dim + dino_dim)) if lang.enabled else 0
-    return 2 * (rays * (props + nerf) + lang_rays * lang.samples_per_ray * lang_per_sample)
+    return rays * (props + nerf) + lang_rays * lang.samples_per_ray * lang_per_sample
 
 
 def estimate_run_cost(n_images: int, height: int, width: int, crop_fracs: Sequence[float], stride_scaler: float,
@@ -211,9 +216,10 @@ def run_cost(cfg: TrainConfig, scene: SceneData, encoders: Encoders, model: torc
 def announce_run_cost(cfg: TrainConfig, scene: SceneData, encoders: Encoders, model: torch.nn.Module,
                       device: torch.device) -> RunCost:
     """Log what the run will take and refuse (ResourceError) if the disk or RAM is not there;
-    called before the first cache or run file is written."""
+    called before the first cache or run file is written. A killed build's temporaries are
+    removed first, so that the free space counts the room they held."""
+    cache_dir = open_cache_dir(feature_cache_dir(cfg, scene))
     cost = run_cost(cfg, scene, encoders, model, device)
-    cache_dir = feature_cache_dir(cfg, scene)
     for line in describe(cost, scene.images.shape[0], cache_dir):
         log.info("%s", line)
     check_resources(cost, cache_dir)
