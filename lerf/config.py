@@ -170,9 +170,15 @@ class EncoderConfig:
     clip_model: str = "ViT-B-16"
     clip_pretrained: str = "laion2b_s34b_b88k"
     clip_checkpoint: Optional[str] = None  # a local weights file: loads offline
+    # Side of the square the CLIP model sees; null = the model's own (224 px for ViT-B-16). Another
+    # value resizes its position embedding (open_clip's force_image_size): for CI-sized runs of
+    # the real path (tests/test_real_path.py), not for results.
+    clip_input_px: Optional[int] = None
     dino: str = "dino"  # dino | reference
     dino_model: str = "vit_small_patch8_224.dino"
     dino_checkpoint: Optional[str] = None
+    # Shorter image side fed to DINO (the authors' dino_load_size = 500); null keeps the image's.
+    dino_load_size: Optional[int] = 500
     reference_clip_dim: int = 128
     reference_dino_dim: int = 64
     reference_dino_stride: int = 4

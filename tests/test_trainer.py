@@ -101,7 +101,8 @@ def test_every_experiment_composes():
     names = sorted(f[:-5] for f in os.listdir(CONF_DIR + "/experiment") if f.endswith(".yaml"))
     # One overlay per row of the current sensitivity table (docs), plus the previous demo preset.
     assert set(names) == {"baseline", "no_scale_input", "scale_no_depth", "single_scale", "no_sample_norm",
-                          "no_dino", "no_visibility", "uniform_rays", "narrow_uniform"}
+                          "no_dino", "no_visibility", "uniform_rays", "narrow_uniform",
+                          "authors_scale", "one_canonical", "max_canonical"}
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         for name in names:
             cfg = to_typed(compose("train", overrides=[f"experiment={name}"]))

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 from filelock import FileLock
+
+log = logging.getLogger(__name__)
 
 
 class DiskFullError(OSError):
@@ -68,6 +73,57 @@ def temp_path(path: Path) -> Path:
     """The temporary sibling `replace_atomically` writes first (hidden, per process); it keeps the
     suffix, since some writers (ffmpeg) pick the format from it: `.path.tmp-123.mp4`."""
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)(\.[^.]*)?$")
+# A temporary younger than this is kept even when its writer's pid is gone here: the folder may
+# be shared with another machine (a cluster's sweep), where that pid is a live writer. A writer
+# refreshes its file's mtime as it goes (each newly dirtied page of a memmap, each write call).
+STALE_AFTER_S = 600.0
+
+
+def temp_owner(path: Path) -> Optional[int]:
+    """The pid in a `temp_path` name, else None: `.x.tmp-123.npy` -> 123, `x.npy` -> None."""
+    match = _TEMP_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, now: Optional[float] = None,
+                             stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the `temp_path` files in `folder` whose writer is gone (a killed build, a crash):
+    its pid runs no process here and the file has not changed for `stale_after_s`. A live
+    writer's temporary (this process's own included) is never touched. Returns what was removed.
+
+    Example: `.clip_pyramid_x.tmp-4242.npy`, pid 4242 gone, last written an hour ago -> removed.
+    """
+    folder, now = Path(folder), time.time() if now is None else now
+    removed = []
+    for path in sorted(folder.glob(".*.tmp-*")) if folder.is_dir() else []:
+        pid = temp_owner(path)
+        if pid is None or pid_alive(pid) or not path.is_file():
+            continue
+        try:
+            age_s = now - path.stat().st_mtime
+            if age_s < stale_after_s:
+                continue
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:  # another process removed it first
+            continue
+        log.info("removed %s (%.1f MB), left by a killed write (process %d is gone)", path, size / 2**20, pid)
+        removed.append(path)
+    return removed
 
 
 def replace_atomically(path: str | Path, write: Callable[[Path], Any], needed_bytes: Optional[int] = None) -> Path:

@@ -21,7 +21,9 @@ name without <grid> (before 2026-12-03) is renamed to the new name when its key 
 Crash safety: the old sidecar is deleted first, the data is written to a temp file and
 `os.replace`d into place, and the sidecar is written last (also temp + replace). A sidecar thus
 exists only beside complete data; a crash leaves at worst an orphan temp file or a data file
-with no sidecar, both of which are rebuilt.
+with no sidecar, both of which are rebuilt. Orphan temp files (`.<stem>.tmp-<pid>.npy`, as big as
+the cache) are removed the next time a cache in that folder is opened, once their process is
+gone (`lerf.data.atomic.remove_stale_temporaries`).
 
 Loading is lazy: `np.load(mmap_mode="r")`; lookups read only the rows they gather. Caches up to
 `RAM_THRESHOLD_BYTES` are read into RAM instead (`in_memory=None`), because random gathers from
@@ -41,7 +43,7 @@ import numpy as np
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from lerf.data.atomic import replace_atomically, write_json
+from lerf.data.atomic import remove_stale_temporaries, replace_atomically, write_json
 from lerf.encoders.base import ClipEncoder, DenseEncoder
 from lerf.encoders.pyramid import (STORE_DTYPE, ClipPyramid, DinoMaps, Images, LevelGrid,
                                    build_clip_pyramid, build_dino_maps, pyramid_grids)
@@ -149,6 +151,30 @@ def _adopt_legacy(cache_dir: Path, encoder_name: str, data_path: Path, sidecar_p
     log.info("CLIP pyramid cache %s renamed to %s (the name now carries its crop grid)", old_data, data_path)
 
 
+def sidecar_matches(sidecar_path: Path, key: dict) -> bool:
+    """Whether a cache's sidecar holds exactly `key` (the data beside it is then complete); reads
+    the small JSON only."""
+    try:
+        return json.loads(sidecar_path.read_text()).get("key") == key
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def clip_cache_current(cache_dir: str | Path, images: Images, ids: Optional[Int[Tensor, "n h w"]],
+                       encoder: ClipEncoder, crop_fracs: Sequence[float], stride_scaler: float,
+                       px_m: Optional[Float[Tensor, "n h w"]] = None) -> bool:
+    """Whether `load_or_build_clip_pyramid` with these arguments would load instead of build."""
+    _, sidecar = cache_paths(cache_dir, clip_cache_stem(encoder.name, crop_fracs, stride_scaler))
+    return sidecar_matches(sidecar, clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler, px_m))
+
+
+def dino_cache_current(cache_dir: str | Path, images: Images, ids: Optional[Int[Tensor, "n h w"]],
+                       encoder: DenseEncoder) -> bool:
+    """Whether `load_or_build_dino_maps` with these arguments would load instead of build."""
+    _, sidecar = cache_paths(cache_dir, f"dino_maps_{encoder.name}")
+    return sidecar_matches(sidecar, dino_cache_key(images, ids, encoder))
+
+
 def read_valid(data_path: Path, sidecar_path: Path, key: dict, in_memory: Optional[bool]
                ) -> Optional[tuple[np.ndarray, dict]]:
     """The cached array and sidecar if the cache is complete and its key matches, else None
@@ -211,6 +237,33 @@ def _levels_json(levels: Sequence[LevelGrid]) -> list[dict]:
              "lefts": list(lv.lefts)} for lv in levels]
 
 
+def clip_pyramid_shape(n_images: int, height: int, width: int, crop_fracs: Sequence[float],
+                       stride_scaler: float, embed_dim: int) -> tuple[int, int]:
+    """(rows, embed_dim) of a CLIP pyramid cache: one row per crop of every level of every image.
+
+    Example: 2 images of 48 x 64, crop fraction 1.0, stride scaler 0.5 -> 2 crops per image
+    (48 px squares at left 0 and 16) -> (4, 512) for a 512-d encoder."""
+    return n_images * sum(lv.cells_per_image for lv in pyramid_grids(height, width, crop_fracs, stride_scaler)), \
+        embed_dim
+
+
+def dino_maps_shape(n_images: int, height: int, width: int, encoder: DenseEncoder) -> tuple[int, int, int, int]:
+    """(images, rows, cols, feature_dim) of a DINO cache: the encoder's grid, never upsampled."""
+    return (n_images, *encoder.grid_hw(height, width), encoder.feature_dim)
+
+
+def npy_bytes(shape: Sequence[int]) -> int:
+    """Bytes of an fp16 cache file of this shape (the .npy header is at most 128 bytes for 2-4
+    dimensions)."""
+    return int(np.prod(shape)) * np.dtype(STORE_DTYPE).itemsize + 128
+
+
+def open_cache_dir(cache_dir: str | Path) -> Path:
+    """The cache folder, cleared of temporaries left by killed builds (their processes are gone)."""
+    remove_stale_temporaries(cache_dir)
+    return Path(cache_dir)
+
+
 def load_or_build_clip_pyramid(
     cache_dir: str | Path,
     images: Images,
@@ -226,17 +279,18 @@ def load_or_build_clip_pyramid(
     """The cached pyramid if its key matches, else build it (calling the encoder) and cache it.
     `px_m`: metres per pixel (demo scene only; see `build_clip_pyramid`)."""
     n, h, w = images.shape[:3]
+    cache_dir = open_cache_dir(cache_dir)
     key = clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler, px_m)
     levels = pyramid_grids(h, w, crop_fracs, stride_scaler)
     data_path, sidecar_path = cache_paths(cache_dir, clip_cache_stem(encoder.name, crop_fracs, stride_scaler))
-    _adopt_legacy(Path(cache_dir), encoder.name, data_path, sidecar_path, key)
+    _adopt_legacy(cache_dir, encoder.name, data_path, sidecar_path, key)
     found = read_valid(data_path, sidecar_path, key, in_memory)
     if found is not None and found[1].get("levels") == _levels_json(levels):
         log.info("CLIP pyramid loaded from %s", data_path)
         return ClipPyramid(found[0], tuple(levels), n, (h, w))
     if found is not None:
         log.info("Cache %s was built with another crop grid: rebuilding", data_path)
-    shape = (n * sum(lv.cells_per_image for lv in levels), encoder.embed_dim)
+    shape = clip_pyramid_shape(n, h, w, crop_fracs, stride_scaler, encoder.embed_dim)
     write_atomic(data_path, sidecar_path, shape, lambda out: build_clip_pyramid(
         images, ids, encoder, crop_fracs, batch_size, stride_scaler, out=out, progress=progress, px_m=px_m),
         {"key": key, "levels": _levels_json(levels)})
@@ -253,13 +307,14 @@ def load_or_build_dino_maps(
 ) -> DinoMaps:
     """The cached dense maps if their key matches, else build them and cache them."""
     n, h, w = images.shape[:3]
+    cache_dir = open_cache_dir(cache_dir)
     key = dino_cache_key(images, ids, encoder)
     data_path, sidecar_path = cache_paths(cache_dir, f"dino_maps_{encoder.name}")
     found = read_valid(data_path, sidecar_path, key, in_memory)
     if found is not None:
         log.info("Dense features loaded from %s", data_path)
         return DinoMaps(found[0], (h, w))
-    shape = (n, *encoder.grid_hw(h, w), encoder.feature_dim)
+    shape = dino_maps_shape(n, h, w, encoder)
     write_atomic(data_path, sidecar_path, shape,
                  lambda out: build_dino_maps(images, ids, encoder, out=out, progress=progress),
                  {"key": key, "stride_px": list(encoder.stride_px(h, w))})

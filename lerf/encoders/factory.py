@@ -70,11 +70,12 @@ def encoder_options(cfg: TrainConfig, scene, kind: str) -> dict:
             return {"hierarchy": _require_hierarchy(scene, "encoder.clip=reference"), "dim": e.reference_clip_dim,
                     "generic_phrases": list(cfg.relevancy.canonical_phrases)}
         return {"model": e.clip_model, "pretrained": e.clip_pretrained, "checkpoint": e.clip_checkpoint,
-                "allow_random_weights": e.allow_random_weights}
+                "input_px": e.clip_input_px, "allow_random_weights": e.allow_random_weights}
     if e.dino == "reference":
         return {"dim": e.reference_dino_dim, "stride_px": e.reference_dino_stride,
                 "hierarchy": scene.demo.hierarchy if _has_parts(scene) else None}
-    return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "allow_random_weights": e.allow_random_weights}
+    return {"model": e.dino_model, "checkpoint": e.dino_checkpoint, "load_size": e.dino_load_size,
+            "allow_random_weights": e.allow_random_weights}
 
 
 def _require_hierarchy(scene, what: str) -> dict:

@@ -89,6 +89,7 @@ class OpenClipEncoder:
         device: str | torch.device = "cpu",
         precision: str = "fp32",  # the authors run fp16 on GPU; fp16 matmuls are slow on CPU
         allow_random_weights: bool = False,
+        input_px: Optional[int] = None,  # None: the model's own; else open_clip's force_image_size
     ):
         open_clip = import_open_clip()
         self.model_name, self.pretrained, self.precision = model, pretrained, precision
@@ -101,11 +102,13 @@ class OpenClipEncoder:
             weights_path, self.weights_id = None, f"random(seed={RANDOM_SEED})"
             with torch.random.fork_rng(devices=[]):  # a fixed init without touching global RNG
                 torch.manual_seed(RANDOM_SEED)
-                self.model = open_clip.create_model(model, pretrained=None, precision=precision)
+                self.model = open_clip.create_model(model, pretrained=None, precision=precision,
+                                                   force_image_size=input_px)
         else:
             weights_path = resolve_checkpoint(model, pretrained, checkpoint)
             self.weights_id = "sha256:" + file_sha256(weights_path)
-            self.model = open_clip.create_model(model, pretrained=weights_path, precision=precision)
+            self.model = open_clip.create_model(model, pretrained=weights_path, precision=precision,
+                                               force_image_size=input_px)
             log.info("OpenCLIP %s loaded from %s", model, weights_path)
         self.model = self.model.to(self.device).eval()
         self.tokenizer = open_clip.get_tokenizer(model)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -45,25 +46,47 @@ def _on_device(features, device: torch.device):
     return features if device.type == "cpu" else features.to(device)
 
 
-def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device) -> LanguageSupervision:
+@dataclass
+class Encoders:
+    """The run's image encoders: CLIP (also the text encoder of prompts) and DINO (None when off)."""
+
+    clip: Any
+    dino: Optional[Any]
+
+
+def build_encoders(cfg: TrainConfig, scene: SceneData, device: torch.device) -> Encoders:
+    dino = dino_encoder_for(cfg, scene, device) if cfg.model.language.dino_enabled else None
+    return Encoders(clip_encoder_for(cfg, scene, device), dino)
+
+
+def clip_inputs(cfg: TrainConfig, scene: SceneData) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """The id masks and metres-per-pixel maps the CLIP encoder reads: the demo instrument reads
+    parts and physical crop sizes; real encoders read neither (a real scene has no ids)."""
+    if cfg.encoder.clip == "reference":
+        return scene.demo.part_ids, metres_per_pixel(scene.demo.depth_z_m, scene.cameras.fy_px)
+    return scene.object_ids, None
+
+
+def feature_cache_dir(cfg: TrainConfig, scene: SceneData) -> Path:
+    return scene_cache_dir(cfg.encoder.cache_dir, scene.root)
+
+
+def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device,
+                      encoders: Optional[Encoders] = None) -> LanguageSupervision:
     """Load (or compute once and cache) the CLIP pyramid and DINO maps of the training images."""
-    images, ids = scene.images, scene.object_ids  # uint8: a quarter of the memory of floats
-    cache_dir = scene_cache_dir(cfg.encoder.cache_dir, scene.root)
-    clip_encoder = clip_encoder_for(cfg, scene, device)
-    if cfg.encoder.clip == "reference":  # the instrument reads parts and physical crop sizes
-        clip_ids, px_m = scene.demo.part_ids, metres_per_pixel(scene.demo.depth_z_m, scene.cameras.fy_px)
-    else:
-        clip_ids, px_m = ids, None
-    pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, clip_encoder, pyramid_crop_fracs(cfg),
+    encoders = encoders or build_encoders(cfg, scene, device)
+    images = scene.images  # uint8: a quarter of the memory of floats
+    cache_dir = feature_cache_dir(cfg, scene)
+    clip_ids, px_m = clip_inputs(cfg, scene)
+    pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, encoders.clip, pyramid_crop_fracs(cfg),
                                          batch_size=cfg.encoder.batch_size,
                                          stride_scaler=cfg.encoder.pyramid_stride_scaler, px_m=px_m)
     pyramid = _on_device(pyramid, device)
     dino_maps = None
-    if cfg.model.language.dino_enabled:
-        dino_encoder = dino_encoder_for(cfg, scene, device)
-        dino_maps = _on_device(load_or_build_dino_maps(cache_dir, images, dino_ids_for(cfg, scene), dino_encoder),
+    if encoders.dino is not None:
+        dino_maps = _on_device(load_or_build_dino_maps(cache_dir, images, dino_ids_for(cfg, scene), encoders.dino),
                                device)
-    return LanguageSupervision(clip_encoder, pyramid, dino_maps, scene.height, scene.cameras.fy_px.to(device))
+    return LanguageSupervision(encoders.clip, pyramid, dino_maps, scene.height, scene.cameras.fy_px.to(device))
 
 
 def sample_crop_fracs(n: int, sup: LanguageSupervision, generator: torch.Generator) -> Float[Tensor, " n"]:

@@ -25,11 +25,12 @@ from lerf.model import LerfModel, SceneGeometry, build_model
 from lerf.query.visibility import build_visibility, save_visibility
 from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
+from lerf.train.cost import announce_run_cost
 from lerf.train.provenance import write_provenance
 from lerf.train.rarity import RaritySampler
 from lerf.train.rays import RayBatch, RaySampler
 from lerf.train.runlock import run_lock
-from lerf.train.supervision import LanguageSupervision, build_supervision, language_losses
+from lerf.train.supervision import LanguageSupervision, build_encoders, build_supervision, language_losses
 from lerf.train.tensorboard import tensorboard_images
 
 log = logging.getLogger(__name__)
@@ -158,12 +159,16 @@ def setup(cfg: TrainConfig, run_dir: Path, overrides: Sequence[str] = ()) -> Run
     torch.manual_seed(cfg.trainer.seed)
     generator = torch.Generator().manual_seed(cfg.trainer.seed)
     scene = load_scene(cfg.scene)
-    supervision = build_supervision(cfg, scene, device) if cfg.model.language.enabled else None
+    encoders = build_encoders(cfg, scene, device) if cfg.model.language.enabled else None
     # A resumed run keeps the geometry its weights were trained in.
     geometry = state.geometry if state else SceneGeometry.from_scene(
         cfg.scene, scene.scale_factor, scene.background, len(scene.frame_names), scene.train_idx)
-    clip_dim = supervision.clip_dim if supervision else 0
-    model, backend = build_model(cfg.model, geometry, device, clip_dim, supervision.dino_dim if supervision else 0)
+    clip_dim = encoders.clip.embed_dim if encoders else 0
+    dino_dim = encoders.dino.feature_dim if encoders and encoders.dino is not None else 0
+    model, backend = build_model(cfg.model, geometry, device, clip_dim, dino_dim)
+    if encoders is not None and cfg.encoder.clip != "reference":  # a real run: say what it takes, first
+        announce_run_cost(cfg, scene, encoders, model, device)
+    supervision = build_supervision(cfg, scene, device, encoders) if encoders else None
     cfg.resolved = {"device": str(device), "hashgrid_backend": backend}
     optimizer, scheduler = build_optimizer(model, cfg.optim)
     run = Run(cfg, run_dir, scene, supervision, model, geometry, optimizer, scheduler, generator)
