@@ -22,7 +22,8 @@ from lerf.cli import parse_args, run
 from lerf.data.camera_path import interpolate_path
 from lerf.data.atomic import write_json
 from lerf.query.images import overlay, to_uint8
-from lerf.query.outputs import check_writable, output_paths, prompt_dirname, save_query, write_ply, write_video
+from lerf.query.outputs import (check_writable, output_paths, prompt_dirname, prompt_folders_locked, save_query,
+                               write_ply, write_video)
 from lerf.query.points3d import PLY_THRESHOLD, relevant_points
 from lerf.query.relevancy import validate_prompt
 from lerf.query.run import load_run, select_views
@@ -102,7 +103,16 @@ def main(argv=None) -> None:
     views = select_views(args.views, loaded.scene)
     names = {v: Path(loaded.scene.frame_names[v]).stem for v in views}
     out_root = Path(args.out) if args.out else loaded.run_dir / "queries"
-    check_writable(planned_outputs(prompts, list(names.values()), out_root, args), args.overwrite)
+    planned = planned_outputs(prompts, list(names.values()), out_root, args)
+    check_writable(planned, args.overwrite)
+    with prompt_folders_locked([out_root / prompt_dirname(p) for p in prompts]):
+        check_writable(planned, args.overwrite)  # again, locked: another query may have finished meanwhile
+        answer(loaded, prompts, views, names, out_root, args)
+
+
+def answer(loaded, prompts: list[str], views: list[int], names: dict[int, str], out_root: Path,
+           args: QueryArgs) -> None:
+    """Render every view once, answer every prompt on it and write the files (prompt folders locked)."""
     engine = loaded.engine(args.chunk)
     summaries: dict[str, list[dict]] = {p: [] for p in prompts}
     # Views outside, prompts inside: each view is rendered once and every prompt reuses it.

@@ -6,7 +6,6 @@ the language field's scale is in world units (metres for the LERF captures and t
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from lerf.config import SceneConfig
 from lerf.data.cameras import Cameras
-from lerf.data.nerfstudio import RawScene, SceneFormatError, read_nerfstudio
+from lerf.data.nerfstudio import RawScene, SceneFormatError, _read_json, read_nerfstudio
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +127,21 @@ def _load_id_maps(raw: RawScene, key: str) -> Optional[Tensor]:
     return torch.stack(ids)
 
 
+def _read_npy(path: Path) -> np.ndarray:
+    """A float64 array from a .npy file; a damaged (truncated, emptied) file is one line naming it."""
+    try:
+        return np.load(path).astype(np.float64)
+    except (OSError, ValueError, EOFError) as err:
+        raise SceneFormatError(f"{path}: cannot read ({type(err).__name__}: {err or 'empty file'}); "
+                               "expected a .npy array") from None
+
+
 def _load_depth_z(raw: RawScene, cameras: Cameras) -> Optional[Tensor]:
     """Camera-z depth in metres from the demo's depths/*.npy (distance along each pixel-centre ray)."""
     paths = raw.extras.get("depth", [])
     if not paths or any(p is None or not str(p).endswith(".npy") for p in paths):
         return None
-    t = np.stack([np.load(raw.root / p).astype(np.float64) for p in paths])
+    t = np.stack([_read_npy(raw.root / p) for p in paths])
     if t.shape[1:] != (cameras.height, cameras.width):
         return None  # e.g. a downscaled load: no depth rather than a wrong one
     # In float64 NumPy: the result is a key of the feature cache (through metres per pixel), and
@@ -150,7 +158,7 @@ def _load_labels(root: Path) -> tuple[Optional[dict[int, str]], Optional[dict]]:
     path = root / "labels.json"
     if not path.is_file():
         return None, None
-    data = json.loads(path.read_text())
+    data = _read_json(path)
     return {int(k): str(v) for k, v in data.get("objects", {}).items()}, data.get("hierarchy")
 
 
