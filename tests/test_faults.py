@@ -712,7 +712,8 @@ def test_two_queries_into_one_prompt_folder_one_is_refused_or_both_complete(lang
     cmd = [sys.executable, str(REPO / "query.py"), f"run={lang_tiny}", "prompt=red mug", f"out={out}",
            "device=cpu"]
     with open(tmp_path / "holder.err", "w") as err:
-        holder = subprocess.Popen(cmd + ["views=all", "video=true", "video_frames=12"], cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        holder = subprocess.Popen(cmd + ["views=all", "video=true", "video_frames=12"], cwd=tmp_path, env=ENV,
+                                  stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.time() + 120
         while not (folder / ".query.lock.pid").is_file():

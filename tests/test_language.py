@@ -162,26 +162,30 @@ def test_query_3d_ply_visibility(lang_run, tmp_path):
     import query
     from plyfile import PlyData
 
+    from lerf.data.scene import load_scene
+
     out = tmp_path / "q3"
-    query.main([f"run={lang_run}", "prompt=white plate", f"out={out}", "views=0,1,2", "device=cpu", "ply=true",
-                "ply_threshold=0.3"])  # a short run: soft geometry, a low visible share
-    path = out / "white_plate" / "points.ply"
+    query.main([f"run={lang_run}", "prompt=red mug", f"out={out}", "views=0,1,2", "device=cpu", "ply=true"])
+    path = out / "red_mug" / "points.ply"
     assert b"format binary_little_endian 1.0" in path.read_bytes()[:200]
     vertex = PlyData.read(str(path))["vertex"]
     names = [p.name for p in vertex.properties]
     assert names == ["x", "y", "z", "red", "green", "blue", "relevancy"]
     assert vertex.count > 0
     # Where the points are, checked against the demo's ground truth: every labelled surface pixel
-    # of the training views, back-projected with its true depth, in the .ply's (world) frame. A
-    # point belongs to the object whose true surface is nearest; most must be on the white plate.
-    from lerf.data.scene import load_scene
-
+    # of the training views, back-projected with its true depth, in the .ply's (world) frame. Most
+    # points must lie nearer to the mug's true surface than to any other object's, and within the
+    # mug's bounding-sphere radius of it. (The tiny run's soft geometry puts some points off it:
+    # hence "most"; a wrong back-projection or a missing filter puts most of them elsewhere.)
     scene = load_scene(load_run(lang_run, "cpu").cfg.scene, generate=False)  # the true poses, not the fitted
     points = torch.from_numpy(np.stack([vertex["x"], vertex["y"], vertex["z"]], 1).astype(np.float32))
     surface, ids = true_surface(scene)
+    mug = next(i for i, name in scene.labels.items() if name == "red mug")
     nearest = ids[torch.cdist(points, surface).argmin(1)]
-    plate = next(i for i, name in scene.labels.items() if name == "white plate")
-    assert (nearest == plate).float().mean() >= 0.8, torch.bincount(nearest).tolist()
+    to_mug = torch.cdist(points, surface[ids == mug]).min(1).values
+    radius_m = scene.hierarchy["objects"][str(mug)]["size_m"] / 2
+    assert (nearest == mug).float().mean() >= 0.8, torch.bincount(nearest).tolist()
+    assert (to_mug <= radius_m).float().mean() >= 0.8, to_mug.quantile(torch.tensor([0.5, 0.9])).tolist()
 
 
 def true_surface(scene) -> tuple[torch.Tensor, torch.Tensor]:
@@ -405,6 +409,7 @@ def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 
     from lerf.data.scene import load_scene
+    from lerf.model import LerfModel
     from lerf.train import tensorboard
     from lerf.train.tensorboard import RELEVANCY_MAX_PX
 
@@ -416,7 +421,9 @@ def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path, monkeypatch):
     monkeypatch.setattr(tensorboard, "relevancy_renderer", lambda *args: None)
     pictures = {}
     writer = SimpleNamespace(add_image=lambda tag, img, step, dataformats: pictures.update({tag: tuple(img.shape)}))
-    model = SimpleNamespace(language=object(), eval=lambda: None)
+    model = LerfModel.__new__(LerfModel)  # the type the signature asks for; nothing of it is run
+    torch.nn.Module.__init__(model)
+    model.language = torch.nn.Identity()
     cfg = OmegaConf.to_object(tiny_config(tmp_path))
     scene = load_scene(cfg.scene)
     for width, height in ((3 * RELEVANCY_MAX_PX, 2 * RELEVANCY_MAX_PX), (scene.cameras.width, scene.cameras.height)):
