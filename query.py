@@ -6,7 +6,8 @@
 Reads the run's checkpoint only; writes under <run>/queries/<prompt>/ (or out=<dir>; prompts other
 than plain words get a short hash in the folder name) and never replaces earlier outputs unless
 overwrite=true. Prompts are checked before anything is rendered; each JSON records the prompt
-text and the checkpoint step that answered it.
+text and the checkpoint step that answered it. A prompt folder is locked while it is written
+(`<folder>/.query.lock`): a second query, or the viewer's Save, into it meanwhile is refused.
 """
 from __future__ import annotations
 

@@ -619,17 +619,20 @@ def test_damaged_scene_file_stops_with_one_line_naming_it(shared, tmp_path, name
 
 
 @pytest.mark.parametrize("how", DAMAGES)
-def test_damaged_config_yaml_is_a_record_nothing_reads(shared, tmp_path, how):
-    """config.yaml records the config for people; the checkpoint carries the one query and resume use."""
+@pytest.mark.parametrize("record", ["config.yaml", "provenance.json"])
+def test_damaged_run_record_is_read_by_nothing(shared, tmp_path, record, how):
+    """config.yaml and provenance.json are records for people; query and resume use the config the
+    checkpoint carries, and a resume writes its own records beside them (the damaged one is left)."""
     from lerf.query.run import load_run
 
     run = tmp_path / "run"
     _train(shared, run, "trainer.max_steps=2", "trainer.checkpoint_every=2")
-    damaged = _damage(run / "config.yaml", how)
+    damaged = _damage(run / record, how)
     assert load_run(run, "cpu").cfg.trainer.max_steps == 2
     train(tiny_config(shared, f"resume={run}"), run, overrides=[f"resume={run}", "trainer.max_steps=3"])
-    assert load_checkpoint(run).step == 3 and (run / "config.yaml").read_bytes() == damaged
+    assert load_checkpoint(run).step == 3 and (run / record).read_bytes() == damaged
     assert "max_steps: 3" in (run / "config_resume_2.yaml").read_text()
+    assert json.loads((run / "provenance_resume_2.json").read_text())
 
 
 @pytest.mark.parametrize("how", DAMAGES)
