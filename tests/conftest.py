@@ -6,12 +6,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-try:  # runtime shape checks for every lerf module imported after this point
-    from jaxtyping import install_import_hook
+# Runtime shape checks for every lerf module imported after this point. No fallback: without
+# jaxtyping or beartype (both in the [test] extra) the suite stops here, instead of running on
+# with every shape check silently off (tests/test_faults.py::test_shape_checks_are_on checks it works).
+import beartype  # noqa: E402,F401 - the checker the hook names; imported here so a missing one fails now
+from jaxtyping import install_import_hook  # noqa: E402
 
-    _hook = install_import_hook("lerf", "beartype.beartype")
-except Exception:  # pragma: no cover - beartype missing: tests still run without shape checks
-    _hook = None
+_hook = install_import_hook("lerf", "beartype.beartype")
 
 torch.set_num_threads(1)
 

@@ -6,6 +6,7 @@ what they are told.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -487,7 +488,15 @@ def test_zero_or_negative_trainer_settings_are_rejected_at_start_up(tmp_path, ke
 
 
 def test_schema_defaults_are_valid():
-    to_typed(TrainConfig())
+    from omegaconf import OmegaConf
+
+    # Through the path a composed config takes (merge into the schema, then the __post_init__
+    # checks): the defaults pass every check and come back unchanged.
+    typed = to_typed(OmegaConf.create(OmegaConf.to_yaml(OmegaConf.structured(TrainConfig))))
+    assert isinstance(typed, TrainConfig) and typed == TrainConfig()
+    # the same path does refuse a bad value, so passing above means something
+    with pytest.raises(ValueError, match="trainer.max_steps must be >= 1, got 0"):
+        to_typed(OmegaConf.create({"trainer": {"max_steps": 0}}))
 
 
 # --------------------------------------------------------------------------------- 11. one line
@@ -514,3 +523,236 @@ def test_eval_scripts_print_one_line_and_debug_shows_the_traceback(script, tmp_p
     monkeypatch.setattr(sys, "argv", [script, f"run={tmp_path / 'nope'}", "debug=true"])
     with pytest.raises(FileNotFoundError):
         run_cli(module.main)
+
+
+# ---------------------------------------------------------------------- 12. damaged files (issue 27)
+# Each file a run or a cache holds, truncated and emptied: rebuilt with a warning, or one line
+# naming it. (Checkpoints: test_keeps_k_checkpoints_and_falls_back_past_damaged_ones and below.)
+
+DAMAGES = ("truncated", "emptied")
+
+
+def _damage(path: Path, how: str) -> bytes:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else b"")
+    return path.read_bytes()
+
+
+def _snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[bytes, int]]:
+    """Every file under `root`: its bytes and modification time (ns)."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in skip}
+
+
+@pytest.fixture(scope="module")
+def lang_tiny(shared) -> Path:
+    """A finished 4-step run with the language field (so with visibility.pt); copy it before changing it."""
+    run = shared / "lang_tiny"
+    train(tiny_config(shared, "trainer.max_steps=4", "trainer.checkpoint_every=4", "trainer.eval_at_end=false"),
+          run)
+    assert (run / "visibility.pt").is_file()
+    return run
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_visibility_grid_is_built_again_with_a_warning(lang_tiny, tmp_path, how, caplog):
+    import query
+
+    run = tmp_path / "run"
+    shutil.copytree(lang_tiny, run)
+    args = ["prompt=red mug", "views=0,1", "device=cpu", "ply=true"]
+    query.main([f"run={lang_tiny}", f"out={tmp_path / 'good'}", *args])
+    damaged = _damage(run / "visibility.pt", how)
+    with caplog.at_level(logging.WARNING, logger="lerf.query.visibility"):
+        query.main([f"run={run}", f"out={tmp_path / 'damaged'}", *args])
+    assert f"{run / 'visibility.pt'} is damaged" in caplog.text
+    assert (run / "visibility.pt").read_bytes() == damaged  # a query never writes into the run
+    # the grid built from the checkpoint is the one training stored: the same 3D answer
+    ply = "red_mug/points.ply"
+    assert (tmp_path / "damaged" / ply).read_bytes() == (tmp_path / "good" / ply).read_bytes()
+
+
+FEATURE_CACHES = ("clip_pyramid_*.npy", "clip_pyramid_*.json", "dino_maps_*.npy", "dino_maps_*.json")
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("pattern", FEATURE_CACHES)
+def test_damaged_feature_cache_is_rebuilt_with_a_warning(shared, lang_tiny, tmp_path, pattern, how, caplog):
+    from lerf.data.scene import load_scene
+    from lerf.train.supervision import build_supervision
+
+    features = tmp_path / "features"
+    shutil.copytree(shared / "features", features)
+    (target,) = features.glob(f"*/{pattern}")
+    original = target.read_bytes()
+    _damage(target, how)
+    cfg = to_typed(tiny_config(shared, f"encoder.cache_dir={features}"))
+    with caplog.at_level(logging.WARNING, logger="lerf.encoders.cache"):
+        build_supervision(cfg, load_scene(cfg.scene), torch.device("cpu"))  # what training opens first
+    assert str(target) in caplog.text and "rebuilding" in caplog.text
+    if target.suffix == ".npy":  # rebuilt to the same numbers
+        assert np.array_equal(np.load(target), np.load(io.BytesIO(original)))
+    else:
+        assert json.loads(target.read_text())["key"] == json.loads(original)["key"]
+
+
+SCENE_FILES = ("transforms.json", "labels.json", "depths/frame_00001.npy", "labels/frame_00001.json")
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("name", SCENE_FILES)
+def test_damaged_scene_file_stops_with_one_line_naming_it(shared, tmp_path, name, how, capsys):
+    from lerf.data.scene import load_scene
+    from lerf.evaluation.labels import load_label_dir
+
+    shutil.copytree(shared / "scenes", tmp_path / "scenes")
+    (root,) = [p for p in (tmp_path / "scenes").iterdir() if p.is_dir()]
+    _damage(root / name, how)
+    cfg = to_typed(tiny_config(tmp_path)).scene
+    # query and evaluation open the scene without regenerating it; evaluation reads the label folder
+    read = (lambda: load_label_dir(root / "labels")) if name.startswith("labels/") else (
+        lambda: load_scene(cfg, generate=False))
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(read)
+    assert exit_.value.code == 2
+    _one_line_error(capsys.readouterr().err, str(root / name))
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+@pytest.mark.parametrize("record", ["config.yaml", "provenance.json"])
+def test_damaged_run_record_is_read_by_nothing(shared, tmp_path, record, how):
+    """config.yaml and provenance.json are records for people; query and resume use the config the
+    checkpoint carries, and a resume writes its own records beside them (the damaged one is left)."""
+    from lerf.query.run import load_run
+
+    run = tmp_path / "run"
+    _train(shared, run, "trainer.max_steps=2", "trainer.checkpoint_every=2")
+    damaged = _damage(run / record, how)
+    assert load_run(run, "cpu").cfg.trainer.max_steps == 2
+    train(tiny_config(shared, f"resume={run}"), run, overrides=[f"resume={run}", "trainer.max_steps=3"])
+    assert load_checkpoint(run).step == 3 and (run / record).read_bytes() == damaged
+    assert "max_steps: 3" in (run / "config_resume_2.yaml").read_text()
+    assert json.loads((run / "provenance_resume_2.json").read_text())
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_damaged_only_checkpoint_stops_with_one_line_naming_it(shared, tmp_path, how, capsys):
+    from lerf.query.run import load_run
+
+    run = tmp_path / "run"
+    _train(shared, run, "trainer.max_steps=2", "trainer.checkpoint_every=2")
+    (only,) = checkpoint_files(run)
+    _damage(only, how)
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(lambda: load_run(run, "cpu"))
+    assert exit_.value.code == 2
+    _one_line_error(capsys.readouterr().err, "no usable checkpoint", str(only))
+
+
+# ------------------------------------------------------------------ 13. run directories (issue 27)
+
+def test_bare_resume_of_a_finished_run_leaves_it_as_it_is(lang_tiny, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(lang_tiny, run)
+    before = _snapshot(run)
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), f"resume={run}"], cwd=tmp_path, env=ENV,
+                          text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Hydra's log of the command is the one new file; every file of the run is untouched
+    assert _snapshot(run, skip=("train.log",)) == before
+    assert "nothing to train" in (run / "train.log").read_text()
+    # a grid that training never finished writing is built (once) by a bare resume
+    good = (run / "visibility.pt").read_bytes()
+    _damage(run / "visibility.pt", "truncated")
+    train(tiny_config(tmp_path, f"resume={run}"), run, overrides=[f"resume={run}"])
+    assert (run / "visibility.pt").read_bytes() == good
+
+
+def test_fresh_run_on_an_existing_run_is_refused_before_hydra_writes(shared, tmp_path):
+    run = tmp_path / "run"
+    _train(shared, run, "trainer.max_steps=2", "trainer.checkpoint_every=2")
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("the run's own record\n")
+    before = _snapshot(run)
+    time.sleep(0.05)  # a rewrite within the clock's resolution would keep the mtime
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), *tiny_overrides(shared), *NO_LANG,
+                           f"hydra.run.dir={run}"], cwd=tmp_path, env=ENV, text=True, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    _one_line_error(done.stderr, f"{run} already holds a run", "Nothing was overwritten")
+    assert _snapshot(run) == before  # .hydra/ included; no train.log either
+
+
+def test_resume_of_a_missing_directory_creates_nothing(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), f"resume={tmp_path / 'nope'}"], cwd=tmp_path,
+                          env=ENV, text=True, capture_output=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    _one_line_error(done.stderr, f"run directory {tmp_path / 'nope'} not found")
+    assert list(tmp_path.iterdir()) == []  # no directory, no train.log, no outputs/
+
+
+# ----------------------------------------------------------------- 14. two queries at once (issue 27)
+
+VIEWER_SAVE = """
+import sys
+from pathlib import Path
+from lerf.viewer.backend import Backend, QueryInUseError
+from lerf.viewer.camera import resize
+backend = Backend(sys.argv[1], "cpu", chunk=4096)
+cams = resize(backend.cameras, 0, backend.cameras.height)
+geometry = backend.render(cams, "k", with_language=True)
+try:
+    print(backend.save([backend.query("red mug", cams, "k")], geometry, out_root=Path(sys.argv[2]))[0])
+except QueryInUseError as err:
+    print(f"refused: {err}")
+"""
+
+
+@pytest.mark.slow
+def test_two_queries_into_one_prompt_folder_one_is_refused_or_both_complete(lang_tiny, tmp_path):
+    out = tmp_path / "q"
+    folder = out / "red_mug"
+    cmd = [sys.executable, str(REPO / "query.py"), f"run={lang_tiny}", "prompt=red mug", f"out={out}",
+           "device=cpu"]
+    with open(tmp_path / "holder.err", "w") as err:
+        holder = subprocess.Popen(cmd + ["views=all", "video=true", "video_frames=12"], cwd=tmp_path, env=ENV,
+                                  stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.time() + 120
+        while not (folder / ".query.lock.pid").is_file():
+            assert holder.poll() is None and time.time() < deadline, (tmp_path / "holder.err").read_text()[-3000:]
+            time.sleep(0.05)
+        os.kill(holder.pid, signal.SIGSTOP)  # frozen while it writes the folder
+        second = subprocess.run(cmd + ["views=0", "overwrite=true"], cwd=tmp_path, env=ENV, text=True,
+                                capture_output=True, timeout=120)
+        assert second.returncode == 2, second.stderr[-3000:]
+        _one_line_error(second.stderr, f"{folder} is being written by pid {holder.pid}")
+        viewer = _python(VIEWER_SAVE, str(lang_tiny), str(out))
+        assert f"refused: {folder} is being written by pid {holder.pid}" in viewer.stdout, viewer.stderr[-3000:]
+        os.kill(holder.pid, signal.SIGCONT)
+        assert holder.wait(timeout=300) == 0, (tmp_path / "holder.err").read_text()[-3000:]
+    finally:
+        holder.kill()
+        holder.wait()
+    # the first answer is complete: every view in its summary, every file of every view
+    summary = json.loads((folder / "summary.json").read_text())
+    assert [s["view"] for s in summary] == [f"frame_{i:05d}" for i in range(1, 9)]
+    for s in summary:
+        for suffix in ("_relevancy.npy", "_relevancy.png", "_overlay.png", "_rgb.png", ".json"):
+            assert (folder / f"{s['view']}{suffix}").is_file()
+    assert not list(folder.glob("viewer_*"))  # the refused save wrote nothing
+    # one after the other, both complete
+    viewer = _python(VIEWER_SAVE, str(lang_tiny), str(out))
+    assert viewer.returncode == 0 and Path(viewer.stdout.strip()).is_file(), viewer.stderr[-3000:]
+    assert json.loads((folder / "summary.json").read_text()) == summary
+
+
+def test_shape_checks_are_on():
+    """tests/conftest.py's jaxtyping + beartype hook checks lerf's annotated shapes (no silent fallback)."""
+    from jaxtyping import TypeCheckError
+
+    from lerf.query.visibility import VisibilityGrid
+
+    grid = VisibilityGrid(torch.zeros(4, 4, 4, dtype=torch.int32), 1)
+    with pytest.raises(TypeCheckError, match="x_unit"):
+        grid.visible(torch.zeros(5, 2))  # positions must be (n, 3)

@@ -54,7 +54,9 @@ def test_short_run_loss_falls_and_writes_eval(tmp_path):
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:5]) / 5
     saved = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert saved["steps"] == 60 and saved["psnr"] == pytest.approx(summary["psnr"]) and 0 < saved["ssim"] <= 1
-    assert (tmp_path / "run" / "eval").glob("*_rgb.png")
+    # 8 views, scene.eval_every=4: frames 0 and 4 are held out (files are numbered from 1)
+    rendered = sorted(p.name for p in (tmp_path / "run" / "eval").glob("*_rgb.png"))
+    assert rendered == ["frame_00001_rgb.png", "frame_00005_rgb.png"] and saved["num_views"] == 2
     # the checkpoint alone describes the run
     state = load_checkpoint(tmp_path / "run")
     assert state.config.resolved["hashgrid_backend"] == "torch" and state.step == 60

@@ -6,7 +6,8 @@
 Reads the run's checkpoint only; writes under <run>/queries/<prompt>/ (or out=<dir>; prompts other
 than plain words get a short hash in the folder name) and never replaces earlier outputs unless
 overwrite=true. Prompts are checked before anything is rendered; each JSON records the prompt
-text and the checkpoint step that answered it.
+text and the checkpoint step that answered it. A prompt folder is locked while it is written
+(`<folder>/.query.lock`): a second query, or the viewer's Save, into it meanwhile is refused.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from lerf.cli import parse_args, run
 from lerf.data.camera_path import interpolate_path
 from lerf.data.atomic import write_json
 from lerf.query.images import overlay, to_uint8
-from lerf.query.outputs import check_writable, output_paths, prompt_dirname, save_query, write_ply, write_video
+from lerf.query.outputs import (check_writable, output_paths, prompt_dirname, prompt_folders_locked, save_query,
+                               write_ply, write_video)
 from lerf.query.points3d import PLY_THRESHOLD
 from lerf.query.relevancy import validate_prompt
 from lerf.query.run import LoadedRun, load_run, select_views
@@ -100,7 +102,16 @@ def main(argv=None) -> None:
     views = select_views(args.views, trained.scene)
     names = {v: Path(trained.scene.frame_names[v]).stem for v in views}
     out_root = Path(args.out) if args.out else trained.run_dir / "queries"
-    check_writable(planned_outputs(prompts, list(names.values()), out_root, args), args.overwrite)
+    planned = planned_outputs(prompts, list(names.values()), out_root, args)
+    check_writable(planned, args.overwrite)
+    with prompt_folders_locked([out_root / prompt_dirname(p) for p in prompts]):
+        check_writable(planned, args.overwrite)  # again, locked: another query may have finished meanwhile
+        answer(trained, prompts, views, names, out_root, args)
+
+
+def answer(trained: LoadedRun, prompts: list[str], views: list[int], names: dict[int, str], out_root: Path,
+           args: QueryArgs) -> None:
+    """Render every view once, answer every prompt on it and write the files (prompt folders locked)."""
     summaries: dict[str, list[dict]] = {p: [] for p in prompts}
     # Views outside, prompts inside: each view is rendered once and every prompt reuses it.
     for v in tqdm(views, desc="views"):

@@ -6,7 +6,6 @@ the language field's scale is in world units (metres for the LERF captures and t
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from torch import Tensor
 from lerf.config import SceneConfig
 from lerf.data.cameras import Cameras
 from lerf.data.colmap import read_colmap
-from lerf.data.nerfstudio import RawScene, SceneFormatError, read_nerfstudio
+from lerf.data.nerfstudio import RawScene, SceneFormatError, _read_json, read_nerfstudio
 
 if TYPE_CHECKING:
     from lerf.demo.truth import DemoTruth
@@ -133,7 +132,7 @@ def _load_labels(root: Path) -> tuple[Optional[dict[int, str]], Optional[dict]]:
     path = root / "labels.json"
     if not path.is_file():
         return None, None
-    data = json.loads(path.read_text())
+    data = _read_json(path)
     return {int(k): str(v) for k, v in data.get("objects", {}).items()}, data.get("hierarchy")
 
 

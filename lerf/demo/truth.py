@@ -14,7 +14,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lerf.data.cameras import Cameras
-from lerf.data.nerfstudio import RawScene
+from lerf.data.nerfstudio import RawScene, SceneFormatError
 
 
 @dataclass
@@ -26,12 +26,21 @@ class DemoTruth:
     hierarchy: dict
 
 
+def _read_npy(path) -> np.ndarray:
+    """A float64 array from a .npy file; a damaged (truncated, emptied) file is one line naming it."""
+    try:
+        return np.load(path).astype(np.float64)
+    except (OSError, ValueError, EOFError) as err:
+        raise SceneFormatError(f"{path}: cannot read ({type(err).__name__}: {err or 'empty file'}); "
+                               "expected a .npy array") from None
+
+
 def load_depth_z(raw: RawScene, cameras: Cameras) -> Optional[Tensor]:
     """Camera-z depth in metres from the demo's depths/*.npy (distance along each pixel-centre ray)."""
     paths = raw.extras.get("depth", [])
     if not paths or any(p is None or not str(p).endswith(".npy") for p in paths):
         return None
-    t = np.stack([np.load(raw.root / p).astype(np.float64) for p in paths])
+    t = np.stack([_read_npy(raw.root / p) for p in paths])
     if t.shape[1:] != (cameras.height, cameras.width):
         return None  # e.g. a downscaled load: no depth rather than a wrong one
     # In float64 NumPy: the result is a key of the feature cache (through metres per pixel), and

@@ -194,7 +194,7 @@ def read_valid(data_path: Path, sidecar_path: Path, key: dict, in_memory: Option
         return None
     try:
         data = np.load(data_path, mmap_mode="r")
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an emptied file
         log.warning("Cache %s unreadable (%s): rebuilding", data_path, err)
         return None
     if list(data.shape) != sidecar["shape"] or str(data.dtype) != sidecar["dtype"]:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -13,6 +14,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lerf.data.atomic import replace_atomically, save_npy, write_json
+from lerf.data.exclusive import exclusive
 from lerf.query.engine import ViewRender
 from lerf.query.relevancy import QueryResult
 from lerf.query.images import colorize, overlay, to_uint8
@@ -33,6 +35,29 @@ def prompt_dirname(prompt: str) -> str:
         return prompt.replace(" ", "_")
     slug = re.sub(r"[^A-Za-z0-9-]+", "_", prompt).strip("_")[:SLUG_CHARS].strip("_") or "prompt"
     return f"{slug}-{hashlib.blake2b(prompt.encode(), digest_size=4).hexdigest()}"
+
+
+FOLDER_LOCK = ".query.lock"
+
+
+class QueryInUseError(RuntimeError):
+    """Another process is writing into the same prompt folder."""
+
+    user_error = True  # lerf.cli prints it as one line
+
+
+@contextmanager
+def prompt_folders_locked(out_dirs: list[Path]) -> Iterator[None]:
+    """Hold the lock of every prompt folder a query (or the viewer's Save) writes into, for the whole
+    write: a second writer into any of them is refused at once, so no folder mixes two answers and
+    no summary.json lists files another process replaced. Taken in sorted order (no deadlock)."""
+    with ExitStack() as stack:
+        for out_dir in sorted(set(out_dirs)):
+            def busy(pid: str, out_dir: Path = out_dir) -> QueryInUseError:
+                return QueryInUseError(f"{out_dir} is being written by pid {pid} (another query or the viewer's "
+                                       "Save); wait for it to finish, then try again. Nothing was written")
+            stack.enter_context(exclusive(out_dir / FOLDER_LOCK, busy))
+        yield
 
 
 def check_writable(paths: list[Path], overwrite: bool) -> None:

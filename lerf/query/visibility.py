@@ -9,6 +9,7 @@ evaluation, videos, the viewer and the `.ply` export all use the same grid.
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -85,8 +86,17 @@ def save_visibility(grid: VisibilityGrid, run_dir: Path) -> Path:
 
 
 def load_visibility(run_dir: Path, min_views: int) -> Optional[VisibilityGrid]:
-    """The run's stored grid, or None when training did not write one (e.g. it was interrupted)."""
+    """The run's stored grid, or None when training did not write one (e.g. it was interrupted) or
+    the file is damaged (truncated, emptied): the caller then builds the grid from the checkpoint."""
     path = Path(run_dir) / VISIBILITY_FILE
     if not path.is_file():
         return None
-    return VisibilityGrid(torch.load(path, weights_only=True)["counts"].int(), min_views)
+    try:
+        counts = torch.load(path, weights_only=True)["counts"]
+        if counts.ndim != 3 or len(set(counts.shape)) != 1:
+            raise ValueError(f"counts of shape {tuple(counts.shape)}, expected a cube")
+    except (RuntimeError, EOFError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as err:
+        log.warning("%s is damaged (%s: %s); ignoring it: the grid is built again from the checkpoint",
+                    path, type(err).__name__, " ".join(str(err).split())[:120] or "empty file")
+        return None
+    return VisibilityGrid(counts.int(), min_views)

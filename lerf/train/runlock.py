@@ -6,14 +6,11 @@ an OS file lock (`filelock`: flock on POSIX), so it is released when its process
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from filelock import FileLock, Timeout
-
-from lerf.data.atomic import write_text
+from lerf.data.exclusive import exclusive
 
 LOCK_FILE = ".lock"
 PID_FILE = ".lock.pid"
@@ -25,27 +22,14 @@ class RunInUseError(RuntimeError):
     user_error = True  # lerf.cli prints it as one line
 
 
-def _holder(run_dir: Path) -> str:
-    try:
-        return (run_dir / PID_FILE).read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 @contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold `run_dir`'s lock inside the `with`; raise RunInUseError at once if another process has it."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunInUseError(f"run {run_dir} in use by pid {_holder(run_dir)} (another training or resume of it); "
-                            "wait for it to finish or stop it, then try again") from None
-    try:
-        write_text(run_dir / PID_FILE, f"{os.getpid()}\n")
+
+    def busy(pid: str) -> RunInUseError:
+        return RunInUseError(f"run {run_dir} in use by pid {pid} (another training or resume of it); "
+                             "wait for it to finish or stop it, then try again")
+
+    with exclusive(run_dir / LOCK_FILE, busy):
         yield
-    finally:
-        (run_dir / PID_FILE).unlink(missing_ok=True)
-        lock.release()

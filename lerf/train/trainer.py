@@ -22,7 +22,7 @@ from lerf.data.scene import SceneData, load_scene
 from lerf.fields.scale_modes import ScaleRange
 from lerf.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
-from lerf.query.visibility import build_visibility, save_visibility
+from lerf.query.visibility import build_visibility, load_visibility, save_visibility
 from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
 from lerf.train.cost import announce_run_cost
@@ -42,6 +42,8 @@ Evaluate = Callable[[LerfModel, SceneData, Optional[object], TrainConfig, Path],
 
 class RunDirError(RuntimeError):
     """A run directory would be overwritten, or a resume target is unusable."""
+
+    user_error = True  # lerf.cli prints it as one line
 
 
 def _psnr(mse: float) -> float:
@@ -83,6 +85,12 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     if ckpt.has_checkpoint(run_dir) and not resume:
         raise RunDirError(f"{run_dir} already holds a run ({ckpt.checkpoint_files(run_dir)[0]}); pass "
                           f"resume={run_dir} to continue it, or choose another hydra.run.dir. Nothing was overwritten.")
+
+
+def check_resume_dir(resume: Optional[str]) -> None:
+    """`resume=<run>` must name an existing run directory (checked before anything is created)."""
+    if resume and not Path(resume).is_dir():
+        raise FileNotFoundError(f"resume: run directory {resume} not found; nothing was created")
 
 
 def _keep_previous(path: Path) -> None:
@@ -281,6 +289,22 @@ def _save_visibility(run: Run) -> None:
     log.info("visibility grid -> %s", save_visibility(grid, run.run_dir))
 
 
+def _nothing_to_train(run: Run) -> dict:
+    """A resume with no step left to train leaves the run as it is: no config, provenance,
+    TensorBoard, evaluation or visibility file is rewritten. Only a visibility grid that training
+    never finished writing (missing or damaged) is built, once."""
+    log.info("nothing to train: checkpoint is at step %d, max_steps %d; the run is left as it is", run.start,
+             run.cfg.trainer.max_steps)
+    if run.model.language is not None and load_visibility(run.run_dir, 1) is None:
+        _save_visibility(run)
+    summary = {"steps": run.start, "train_time_s": run.time_before}
+    try:
+        summary.update(json.loads((run.run_dir / "eval.json").read_text()))
+    except (OSError, ValueError, TypeError):  # no (or a damaged) evaluation: the summary has no metrics
+        pass
+    return summary
+
+
 def _final_eval(run: Run, summary: dict, evaluate: Evaluate, writer) -> None:
     run.model.eval()
     scene = replace(run.scene, cameras=run.trained_cameras())  # the poses query and eval will see
@@ -298,8 +322,7 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path, evaluate: Optional[Evalu
     `resume=<run>` the run continues in its own directory with its own config, changed only by
     `overrides` (the command line's key=value list). The run directory is locked throughout."""
     cfg = to_typed(cfg)  # the schema rejects bad settings here, before any work
-    if cfg.resume and not Path(cfg.resume).is_dir():
-        raise FileNotFoundError(f"resume: run directory {cfg.resume} not found")
+    check_resume_dir(cfg.resume)
     run_dir = Path(cfg.resume or run_dir).resolve()
     with run_lock(run_dir):
         return _train_locked(cfg, run_dir, evaluate, overrides)
@@ -307,6 +330,8 @@ def train(cfg: DictConfig | TrainConfig, run_dir: Path, evaluate: Optional[Evalu
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, evaluate: Optional[Evaluate], overrides: Sequence[str]) -> dict:
     run = setup(cfg, run_dir, overrides)
+    if run.cfg.trainer.max_steps <= run.start:
+        return _nothing_to_train(run)
     _write_run_files(run)
     from torch.utils.tensorboard import SummaryWriter
 
@@ -316,8 +341,6 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, evaluate: Optional[Evaluate],
         session_time = train_steps(run, writer)
         if run.model.language is not None:
             _save_visibility(run)
-        if tcfg.max_steps <= run.start:
-            log.info("nothing to train: checkpoint is at step %d, max_steps %d", run.start, tcfg.max_steps)
         # Training time accumulates over resumes (setup and the final evaluation excluded).
         summary = {"steps": tcfg.max_steps, "train_time_s": run.time_before + session_time,
                    "rays_per_s": tcfg.rays_per_batch * max(tcfg.max_steps - run.start, 0) / max(session_time, 1e-9)}

@@ -22,12 +22,12 @@ from torch import Tensor
 from lerf.data.cameras import Cameras
 from lerf.query.engine import ViewRender
 from lerf.query.images import colorize, to_uint8
-from lerf.query.outputs import prompt_dirname, save_query
+from lerf.query.outputs import QueryInUseError, prompt_dirname, prompt_folders_locked, save_query
 from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints
 from lerf.query.relevancy import QueryResult, validate_prompt
 from lerf.query.run import load_run
 
-__all__ = ["Backend", "Cameras", "Geometry", "QueryResult", "RelevantPoints", "colorize", "to_uint8",
+__all__ = ["Backend", "Cameras", "Geometry", "QueryInUseError", "QueryResult", "RelevantPoints", "colorize", "to_uint8",
            "validate_prompt"]
 
 NO_LANGUAGE = ("This run has no language field (it was trained with model.language.enabled=false), "
@@ -107,12 +107,12 @@ class Backend:
         out_root = out_root or self.loaded.run_dir / "queries"
         now = time.time()  # milliseconds in the name: two saves never collide (nothing is overwritten)
         view = time.strftime("viewer_%Y%m%d-%H%M%S", time.localtime(now)) + f"-{int(now * 1000) % 1000:03d}"
-        written = []
-        for result in results:
-            out_dir = out_root / prompt_dirname(result.prompt)
-            save_query(result, geometry.language, out_dir, view)
-            written.append(out_dir / f"{view}.json")
-        return written
+        out_dirs = [out_root / prompt_dirname(result.prompt) for result in results]
+        # The folders query.py writes into too: while it writes one, this save is refused (QueryInUseError).
+        with prompt_folders_locked(out_dirs):
+            for result, out_dir in zip(results, out_dirs):
+                save_query(result, geometry.language, out_dir, view)
+        return [out_dir / f"{view}.json" for out_dir in out_dirs]
 
 
 def max_relevancy(results: list[QueryResult]) -> Optional[Float[Tensor, "h w"]]:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from lerf.viewer.backend import Backend, Cameras, Geometry, max_relevancy
+from lerf.viewer.backend import Backend, Cameras, Geometry, QueryInUseError, max_relevancy
 from lerf.viewer.camera import (c2w_from_viser, image_size, pinhole, pose_key, resize, vertical_fov,
                                 viser_from_c2w)
 from lerf.viewer.compose import frame_image
@@ -177,5 +177,9 @@ class Session:
         if frame is None or not frame.results:
             self.panel.set_status("save: type a prompt first")
             return
-        written = self.backend.save(frame.results, frame.geometry)
+        try:
+            written = self.backend.save(frame.results, frame.geometry)
+        except QueryInUseError as err:
+            self.panel.set_status(f"save refused: {err}")
+            return
         self.panel.set_status("saved " + ", ".join(str(p) for p in written))
