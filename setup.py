@@ -28,6 +28,7 @@ setup(
         "imageio-ffmpeg>=0.5",  # MP4 videos; its wheel ships an ffmpeg binary
         "viser>=1.0",  # view.py; its wheel ships the web client, so the viewer works offline
         "filelock>=3.12",  # the run-directory lock (lerf/train/runlock.py), demo-scene generation
+        "pycolmap>=4.0",  # prepare.py: COLMAP's SfM on the CPU; its wheel needs no system COLMAP
     ],
     extras_require={
         # The sweep test drives Hydra's submitit launcher locally, so tests need the launchers too.
