@@ -77,12 +77,22 @@ def _poses_by_name(root: Path) -> dict[str, np.ndarray]:
     return {Path(n).name: p for n, p in zip(raw.frame_names, c2w)}
 
 
+def _truth_name(source: str, truth_names: list[str]) -> str:
+    """The truth frame a prepared frame came from: a photo by file name, a video frame by index
+    (the k-th frame of a video made from the truth's images, in order)."""
+    if source.startswith("video frame "):
+        k = int(source.split()[-1])
+        return truth_names[k] if k < len(truth_names) else ""
+    return Path(source).name
+
+
 def prepared_vs_truth(prepared: Path, truth: Path) -> tuple[PoseErrors, list[str]]:
-    """Pose errors of a prepared scene against a scene with the true poses of the same photos
-    (matched through prepare.json's frame_sources), and the names of the frames compared."""
+    """Pose errors of a prepared scene against a scene with the true poses of the same photos or
+    video frames (matched through prepare.json's frame_sources), and the frames compared."""
     sources = json.loads((prepared / "prepare.json").read_text())["frame_sources"]
     est, ref = _poses_by_name(prepared), _poses_by_name(truth)
-    names = [n for n in est if Path(sources[n]).name in ref]
+    pairs = {n: _truth_name(sources[n], list(ref)) for n in est}
+    names = [n for n in est if pairs[n] in ref]
     if len(names) < 3:
         raise ValueError(f"{prepared}: fewer than 3 registered frames match {truth}'s frames")
-    return pose_errors(np.stack([est[n] for n in names]), np.stack([ref[Path(sources[n]).name] for n in names])), names
+    return pose_errors(np.stack([est[n] for n in names]), np.stack([ref[pairs[n]] for n in names])), names

@@ -33,12 +33,12 @@ def speckled_scene(seed: int) -> DemoScene:
 
 
 def render_capture(out_dir: Path, num_views: int, size: int, seed: int = 0, supersample: int = 1,
-                   progress: bool = False) -> Path:
+                   speckle: bool = True, progress: bool = False) -> Path:
     """images/frame_XXXXX.png and transforms.json (true OpenGL c2w, metres) of `num_views` square
-    views of `size` pixels, on the demo's camera spiral."""
+    views of `size` pixels, on the demo's camera spiral; `speckle=False` keeps the stock table."""
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    scene = speckled_scene(seed)
+    scene = speckled_scene(seed) if speckle else build_demo_scene(seed)
     rays = pixel_rays(size, size, supersample)
     fx, fy, cx, cy = intrinsics(size, size)
     frames = []
