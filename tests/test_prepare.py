@@ -17,7 +17,7 @@ from lerf.prepare.align import pose_errors, prepared_vs_truth, rotation_angle_de
 from lerf.prepare.frames import extract_frames, segments, sharpness
 from lerf.prepare.scale import choose_scale, median_step
 from lerf.prepare.synthetic import render_capture
-from lerf.prepare.write import c2w_opengl, rotation_between
+from lerf.prepare.write import c2w_opengl, registration_warning, rotation_between
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}
@@ -219,3 +219,10 @@ def test_scale_given_or_estimated():
         choose_scale(positions, -1.0, 5.0)
     with pytest.raises(ValueError, match="do not move"):
         choose_scale(np.zeros((3, 3)), None, 5.0)
+
+
+def test_a_warning_below_80_percent_registered_says_what_to_try():
+    assert registration_warning(8, 10, "video") is None
+    warning = registration_warning(7, 10, "video")
+    assert "7 of 10" in warning and "frames=" in warning and "matcher=exhaustive" in warning
+    assert "overlap" in registration_warning(1, 10, "photos")
