@@ -102,8 +102,8 @@ def prepare_scene(source: Path, out: Path, opts: PrepareOptions, sfm: SfmOptions
     with Image.open(work / "frames" / frames.names[0]) as first:
         w, h = first.size
     matcher = pick_matcher(sfm.matcher, frames.kind)
-    log.info("%d frames of %dx%d, %s matching: SfM should take about %.0f s on a 2-core CPU (a rough lower "
-             "bound; textured real photos take longer)", len(frames.names), w, h, matcher,
+    log.info("%d frames of %dx%d, %s matching: SfM should take about %.0f s on a shared 2-core CPU (rough: "
+             "docs/prepare.md)", len(frames.names), w, h, matcher,
              estimate_seconds(len(frames.names), w, h, matcher))
     result = run_sfm(work / "frames", frames.names, frames.kind, work, sfm)
     seconds.update(result.seconds)

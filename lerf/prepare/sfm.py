@@ -26,13 +26,14 @@ MIN_REGISTERED = 3  # fewer registered frames than this is no scene (two views f
 FEATURE_CHUNK = 8  # frames per feature-extraction call: the progress bar's step
 SEQUENTIAL_OVERLAP = 10  # COLMAP's default: each frame is matched with its next 10 (and 2^k-th) frames
 
-# Rough CPU cost model, fitted to this project's 2-core machine (docs/prepare.md, measured with
-# benchmarks/bench_prepare.py on demo renders): SIFT time per megapixel, matching time per pair
-# of frames, mapping time per frame. Real photos have more features than the demo renders and
-# take longer per pair; the estimate is a lower bound to plan with, not a promise.
-SECONDS_PER_MEGAPIXEL = 2.5
-SECONDS_PER_PAIR = 0.01
-SECONDS_PER_FRAME_MAPPED = 0.3
+# Rough CPU cost model, from benchmarks/bench_prepare.py on this project's shared 2-core machine
+# (load average 12-15, docs/prepare.md): SIFT 3.5-4.2 s per megapixel (512 and 1600 px frames),
+# matching 0.09-0.15 s per pair of frames (1,800 and ~6,000 features per frame), mapping plus
+# undistortion plus writing about 1.5 s per frame. An idle machine is faster; frames with more
+# features than the demo renders match more slowly. A planning figure, not a promise.
+SECONDS_PER_MEGAPIXEL = 4.0
+SECONDS_PER_PAIR = 0.1
+SECONDS_PER_FRAME_MAPPED = 1.5
 
 
 @dataclass
