@@ -28,7 +28,7 @@ setup(
         "imageio-ffmpeg>=0.5",  # MP4 videos; its wheel ships an ffmpeg binary
         "viser>=1.0",  # view.py; its wheel ships the web client, so the viewer works offline
         "filelock>=3.12",  # the run-directory lock (lerf/train/runlock.py), demo-scene generation
-        "pycolmap>=4.0",  # scene.kind=colmap (lerf/data/colmap.py); its 4.x API (Image.cam_from_world()), tested with 4.2.1
+        "pycolmap>=4.0",  # COLMAP folders (lerf/data/colmap.py) and prepare.py's SfM on the CPU; 4.x API, tested with 4.2.1
     ],
     extras_require={
         # The sweep test drives Hydra's submitit launcher locally, so tests need the launchers too.
