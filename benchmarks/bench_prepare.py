@@ -34,7 +34,7 @@ from common import machine, write_json  # noqa: E402
 
 from lerf.data.atomic import write_json as write_json_atomic  # noqa: E402
 
-from lerf.demo.scene import BACKGROUND_RGB  # noqa: E402
+from lerf.prepare.synthetic import BACKGROUND_RGB  # noqa: E402
 from lerf.prepare.align import prepared_vs_truth  # noqa: E402
 from lerf.prepare.synthetic import render_capture  # noqa: E402
 
@@ -114,7 +114,7 @@ def speckled_demo(work: Path, views: int, size: int) -> Path:
     """The full demo scene (depths, ids, labels) rendered with the speckled table."""
     from unittest import mock
 
-    from lerf.demo.scene import generate_demo_scene
+    from lerf.prepare.synthetic import generate_demo_scene
     from lerf.prepare.synthetic import speckled_scene
 
     out = work / f"demo_speckled_{views}v_{size}"

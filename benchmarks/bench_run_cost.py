@@ -161,14 +161,12 @@ def activation_phase(model_name: str, rays: list[int]) -> dict:
     from hydra import compose, initialize_config_dir
 
     from lerf.config import register_configs, to_typed
-    from lerf.model import LerfModel, SceneGeometry
-    from lerf.train.cost import activation_bytes
+    from lerf.train.cost import activation_bytes, bare_model
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = to_typed(compose("train", overrides=[f"model={model_name}", "scene=teacup"]))
-    geometry = SceneGeometry.from_scene(cfg.scene, 1.0, None, 8, list(range(8)))
-    model = LerfModel(cfg.model, geometry, "torch", CLIP_DIM, DINO_DIM)
+    model = bare_model(cfg, CLIP_DIM, DINO_DIM)
     gen = torch.Generator().manual_seed(0)
     peaks = []
     for r in rays:

@@ -167,19 +167,19 @@ def test_query_3d_ply_visibility(lang_run, tmp_path):
     mug = next(i for i, name in scene.labels.items() if name == "red mug")
     nearest = ids[torch.cdist(points, surface).argmin(1)]
     to_mug = torch.cdist(points, surface[ids == mug]).min(1).values
-    radius_m = scene.hierarchy["objects"][str(mug)]["size_m"] / 2
+    radius_m = scene.demo.hierarchy["objects"][str(mug)]["size_m"] / 2
     assert (nearest == mug).float().mean() >= 0.8, torch.bincount(nearest).tolist()
     assert (to_mug <= radius_m).float().mean() >= 0.8, to_mug.quantile(torch.tensor([0.5, 0.9])).tolist()
 
 
 def true_surface(scene) -> tuple[torch.Tensor, torch.Tensor]:
     """World positions and object ids of the demo's labelled surface pixels in the training views,
-    from the true camera-z depth (`scene.depth_z_m`) and id masks (`scene.object_ids`)."""
+    from the true camera-z depth (`scene.demo.depth_z_m`) and id masks (`scene.object_ids`)."""
     from lerf.query.points3d import backproject
 
     points, ids = [], []
     for v in scene.train_idx:
-        depth = scene.depth_z_m[v]
+        depth = scene.demo.depth_z_m[v]
         hit = torch.isfinite(depth).reshape(-1)
         xyz = backproject(scene.cameras, v, torch.where(torch.isfinite(depth), depth, 0.0), scene.scale_factor)
         points.append(scene.to_world(xyz[hit]))
@@ -402,7 +402,15 @@ def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path, monkeypatch):
         return {"rgb": torch.zeros(h, w, 3), "depth_m": torch.ones(h, w), "relevancy": torch.zeros(h, w)}
 
     monkeypatch.setattr(tensorboard, "render_view", fake_render)
-    monkeypatch.setattr(tensorboard, "relevancy_renderer", lambda *args: None)
+
+    class FakeEngine:  # the relevancy picture's size is the camera's it is asked about
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def query_exact(self, prompt, cameras, cam):
+            return SimpleNamespace(relevancy=torch.zeros(cameras.height, cameras.width))
+
+    monkeypatch.setattr(tensorboard, "QueryEngine", FakeEngine)
     pictures = {}
     writer = SimpleNamespace(add_image=lambda tag, img, step, dataformats: pictures.update({tag: tuple(img.shape)}))
     model = LerfModel.__new__(LerfModel)  # the type the signature asks for; nothing of it is run

@@ -16,8 +16,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from lerf.data.atomic import write_json
-from lerf.demo.scene import (BACKGROUND_RGB, DemoScene, build_demo_scene, camera_poses, intrinsics, pixel_rays,
-                                  render_view)
+from lerf.demo.scene import (BACKGROUND_RGB, DemoScene, build_demo_scene, camera_poses,  # noqa: F401 (re-export)
+                             generate_demo_scene, intrinsics, pixel_rays, render_view)
 
 SPECKLE_AMP = 0.4  # brightness noise amplitude on the table (the stock wood: 0.05)
 SPECKLE_PERIOD_M = 0.01  # its feature size: 2-10 px at 512 px over the demo's 0.55-1.25 m cameras

@@ -224,3 +224,13 @@ def announce_run_cost(cfg: TrainConfig, scene: SceneData, encoders: Encoders, mo
         log.info("%s", line)
     check_resources(cost, cache_dir)
     return cost
+
+
+def bare_model(cfg: TrainConfig, clip_dim: int, dino_dim: int, frames: int = 8):
+    """The configured model over a nominal scene of `frames` training views and no data (torch
+    hash grid): what benchmarks/bench_run_cost.py runs to measure a batch's activations."""
+    from lerf.model import LerfModel, SceneGeometry
+
+    geometry = SceneGeometry.from_scene(cfg.scene, 1.0, None, frames, list(range(frames)))
+    return LerfModel(cfg.model, geometry, "torch", clip_dim, dino_dim)
+
