@@ -23,7 +23,7 @@ from lerf.fields.scale_modes import ScaleRange
 from lerf.model import LerfModel
 from lerf.query.engine import QueryEngine, ViewRender
 from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints, relevant_points
-from lerf.query.relevancy import QueryResult, validate_prompt
+from lerf.query.relevancy import QueryResult, scale_values, validate_prompt
 from lerf.query.render import render_view
 from lerf.query.visibility import VISIBILITY_FILE, VisibilityGrid, build_visibility, load_visibility
 
@@ -79,7 +79,7 @@ class LoadedRun:
     @property
     def scales_m(self) -> list[float]:
         """The physical scales a query searches (relevancy.scale_min_m .. scale_max_m)."""
-        return self.engine().scales.tolist()
+        return scale_values(self.cfg.relevancy).tolist()  # no engine (nor visibility grid) needed
 
     def _camera(self, view: View, key: object) -> tuple[Cameras, int, object]:
         """(cameras, index, cache key) of a view; a camera's key is its content unless given."""
