@@ -31,12 +31,46 @@ NUM_WARPS = 4
 
 @triton.jit
 @no_type_check
+def _program_block(n, F: tl.constexpr, FP: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's level, its ``BLOCK`` point indices (int64) and their mask, the feature lanes
+    (FP >= F) and the [BLOCK, FP] mask of real points x real features."""
+    level = tl.program_id(1)
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    feat = tl.arange(0, FP)
+    mask2 = mask[:, None] & (feat[None, :] < F)
+    return level, offs, mask, feat, mask2
+
+
+@triton.jit
+@no_type_check
+def _level_meta(meta_ptr, level):
+    """One row of ``level_meta_tensor``: (resolution, table size, first row, hashed flag)."""
+    res = tl.load(meta_ptr + level * 4 + 0)
+    size = tl.load(meta_ptr + level * 4 + 1)
+    row0 = tl.load(meta_ptr + level * 4 + 2)
+    hashed = tl.load(meta_ptr + level * 4 + 3)
+    return res, size, row0, hashed
+
+
+@triton.jit
+@no_type_check
 def _cell(x_ptr, offs, mask, axis: tl.constexpr, res_f):
     """Scaled position of one axis -> (lower vertex as int64, fraction in [0, 1])."""
     pos = tl.load(x_ptr + offs * 3 + axis, mask=mask, other=0.0) * res_f
     # a point at exactly 1.0 falls in the last cell (weight 1 on its upper vertex)
     cell = tl.minimum(tl.floor(pos), res_f - 1.0)
     return cell.to(tl.int64), pos - cell
+
+
+@triton.jit
+@no_type_check
+def _cells(x_ptr, offs, mask, res_f):
+    """``_cell`` of the three axes: lower vertices (ix, iy, iz), then fractions (fx, fy, fz)."""
+    ix, fx = _cell(x_ptr, offs, mask, 0, res_f)
+    iy, fy = _cell(x_ptr, offs, mask, 1, res_f)
+    iz, fz = _cell(x_ptr, offs, mask, 2, res_f)
+    return ix, iy, iz, fx, fy, fz
 
 
 @triton.jit
@@ -75,20 +109,10 @@ def _weight_grads(c: tl.constexpr, wx, wy, wz):
 def _hashgrid_fwd_kernel(x_ptr, table_ptr, meta_ptr, out_ptr, n,
                          NUM_LEVELS: tl.constexpr, F: tl.constexpr, FP: tl.constexpr,
                          P1: tl.constexpr, P2: tl.constexpr, BLOCK: tl.constexpr):
-    level = tl.program_id(1)
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    feat = tl.arange(0, FP)
-    mask2 = mask[:, None] & (feat[None, :] < F)
-
-    res = tl.load(meta_ptr + level * 4 + 0)
-    size = tl.load(meta_ptr + level * 4 + 1)
-    row0 = tl.load(meta_ptr + level * 4 + 2)
-    hashed = tl.load(meta_ptr + level * 4 + 3)
+    level, offs, mask, feat, mask2 = _program_block(n, F, FP, BLOCK)
+    res, size, row0, hashed = _level_meta(meta_ptr, level)
     res_f = res.to(tl.float32)
-    ix, fx = _cell(x_ptr, offs, mask, 0, res_f)
-    iy, fy = _cell(x_ptr, offs, mask, 1, res_f)
-    iz, fz = _cell(x_ptr, offs, mask, 2, res_f)
+    ix, iy, iz, fx, fy, fz = _cells(x_ptr, offs, mask, res_f)
 
     acc = tl.zeros((BLOCK, FP), dtype=tl.float32)
     for c in tl.static_range(8):
@@ -104,20 +128,10 @@ def _hashgrid_bwd_kernel(x_ptr, table_ptr, meta_ptr, grad_out_ptr, grad_table_pt
                          NUM_LEVELS: tl.constexpr, F: tl.constexpr, FP: tl.constexpr,
                          P1: tl.constexpr, P2: tl.constexpr, BLOCK: tl.constexpr,
                          NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr):
-    level = tl.program_id(1)
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    feat = tl.arange(0, FP)
-    mask2 = mask[:, None] & (feat[None, :] < F)
-
-    res = tl.load(meta_ptr + level * 4 + 0)
-    size = tl.load(meta_ptr + level * 4 + 1)
-    row0 = tl.load(meta_ptr + level * 4 + 2)
-    hashed = tl.load(meta_ptr + level * 4 + 3)
+    level, offs, mask, feat, mask2 = _program_block(n, F, FP, BLOCK)
+    res, size, row0, hashed = _level_meta(meta_ptr, level)
     res_f = res.to(tl.float32)
-    ix, fx = _cell(x_ptr, offs, mask, 0, res_f)
-    iy, fy = _cell(x_ptr, offs, mask, 1, res_f)
-    iz, fz = _cell(x_ptr, offs, mask, 2, res_f)
+    ix, iy, iz, fx, fy, fz = _cells(x_ptr, offs, mask, res_f)
     g = tl.load(grad_out_ptr + offs[:, None] * (NUM_LEVELS * F) + level * F + feat[None, :],
                 mask=mask2, other=0.0)
 
