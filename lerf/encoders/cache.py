@@ -264,20 +264,13 @@ def open_cache_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir)
 
 
-def load_or_build_clip_pyramid(
-    cache_dir: str | Path,
-    images: Images,
-    ids: Optional[Int[Tensor, "n h w"]],
-    encoder: ClipEncoder,
-    crop_fracs: Sequence[float],
-    batch_size: int = 64,
-    stride_scaler: float = 0.5,
-    in_memory: Optional[bool] = None,
-    progress: bool = True,
-    px_m: Optional[Float[Tensor, "n h w"]] = None,
-) -> ClipPyramid:
+def load_or_build_clip_pyramid(cache_dir: str | Path, images: Images, ids: Optional[Int[Tensor, "n h w"]],
+                               encoder: ClipEncoder, crop_fracs: Sequence[float], batch_size: int = 64,
+                               stride_scaler: float = 0.5, in_memory: Optional[bool] = None, progress: bool = True,
+                               px_m: Optional[Float[Tensor, "n h w"]] = None) -> ClipPyramid:
     """The cached pyramid if its key matches, else build it (calling the encoder) and cache it.
-    `px_m`: metres per pixel (demo scene only; see `build_clip_pyramid`)."""
+    The arguments are `build_clip_pyramid`'s (`px_m`: metres per pixel, demo scene only), plus
+    the folder and `in_memory` (module docstring)."""
     n, h, w = images.shape[:3]
     cache_dir = open_cache_dir(cache_dir)
     key = clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler, px_m)
