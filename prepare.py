@@ -19,7 +19,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from lerf.cli import parse_args, run
+from lerf.apps.cli import parse_args, run
 
 log = logging.getLogger("prepare")
 

@@ -33,7 +33,7 @@ def lerf_nodes(repo: Path) -> set[str]:
 
 
 def node_of(path: Path, repo: Path) -> str:
-    """The node a file belongs to: lerf/query/run.py -> lerf.query, lerf/model.py -> lerf.model,
+    """The node a file belongs to: lerf/query/run.py -> lerf.query, lerf/model/lerf_model.py -> lerf.model,
     lerf/__init__.py -> lerf, eval/x.py -> eval/, train.py -> train.py."""
     rel = path.relative_to(repo)
     if rel.parts[0] == "lerf":
@@ -44,7 +44,7 @@ def node_of(path: Path, repo: Path) -> str:
 
 
 def imported_nodes(source: str, nodes: set[str]) -> set[str]:
-    """The nodes a file's imports reach. `from lerf import checkpoint` reaches lerf.checkpoint;
+    """The nodes a file's imports reach. `from lerf import query` reaches lerf.query;
     `from lerf import load_run` (not a submodule) reaches `lerf`."""
     found = set()
     for stmt in ast.walk(ast.parse(source)):

@@ -11,83 +11,9 @@ plus the `train=` overrides would train it, into <out>/<scene>/run; a run alread
 reused, never retrained or overwritten. Writes <out>/<scene>/{localization,segmentation}.{json,md} and
 <out>/lerf_ovs.{md,json}: per scene, mean over scenes and query-weighted.
 """
-from __future__ import annotations
-
-import logging
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, List
-
-from omegaconf import MISSING
-
-from lerf.checkpoint import has_checkpoint
-from lerf.cli import parse_args, run
-from lerf.evaluation.lerf_ovs import (SCENES, SceneInput, benchmark_summary, check_data_root, evaluate_scene,
-                                      write_benchmark)
-from lerf.evaluation.language_eval import LEVELS
-from lerf.evaluation.localization import LERF_OVS_SMOOTH_K
-from lerf.evaluation.segmentation import LERF_OVS_THRESHOLD
-
-log = logging.getLogger("lerf_ovs")
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-@dataclass
-class LerfOvsArgs:
-    data_root: str = MISSING
-    scenes: List[str] = field(default_factory=lambda: list(SCENES))
-    runs: Dict[str, str] = field(default_factory=dict)  # scene -> a trained run to score instead of training
-    out: str = "outputs/lerf_ovs"
-    train: List[str] = field(default_factory=list)  # train.py overrides for the scenes trained here
-    smooth_k: int = LERF_OVS_SMOOTH_K  # LangSplat's 30 px mean filter, set for ~1000 px renders
-    threshold: float = LERF_OVS_THRESHOLD
-    levels: str = "chosen_scale"  # chosen_scale: LERF's own map; all_scales: every scale a protocol level
-    device: str = "auto"
-    chunk: int = 4096
-
-
-def train_scene(args: LerfOvsArgs, item: SceneInput, run_dir: Path) -> Path:
-    """Train one scene with the lerf_ovs preset (its path and labels from data_root) into run_dir."""
-    if has_checkpoint(run_dir):
-        log.info("%s: reusing the run in %s (delete it or pick another out= to retrain)", item.name, run_dir)
-        return run_dir
-    from hydra import compose, initialize_config_dir
-
-    from lerf.config import register_configs
-    from lerf.evaluation.after_training import evaluate_trained
-    from lerf.train.trainer import train
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["scene=lerf_ovs", f"scene.name={item.name}", *args.train])
-    # Set after composing: a path is a value, never parsed as override syntax.
-    cfg.scene.path, cfg.scene.labels_dir = str(item.scene_dir), str(item.labels_dir)
-    log.info("%s: training into %s", item.name, run_dir)
-    train(cfg, run_dir, evaluate=evaluate_trained)
-    return run_dir
-
-
-def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
-    args = parse_args(LerfOvsArgs, argv, usage=__doc__)
-    out = Path(args.out).expanduser()
-    if args.levels not in LEVELS:
-        raise ValueError(f"levels must be one of {', '.join(LEVELS)}, got '{args.levels}'")
-    items = check_data_root(args.data_root, args.scenes, args.runs)
-    for scene, given in args.runs.items():  # before any training, not hours later
-        if not has_checkpoint(Path(given)):
-            raise FileNotFoundError(f"runs.{scene}={given}: no checkpoint there; expected a run directory of train.py")
-    runs = {i.name: Path(args.runs[i.name]) if i.name in args.runs else train_scene(args, i, out / i.name / "run")
-            for i in items}
-    reports = {i.name: evaluate_scene(runs[i.name], i, out / i.name, smooth_k=args.smooth_k, threshold=args.threshold,
-                                      levels=args.levels, device=args.device, chunk=args.chunk) for i in items}
-    settings = {"smooth_k": args.smooth_k, "threshold": args.threshold, "levels": args.levels,
-                "data_root": str(Path(args.data_root).expanduser().resolve()), "train": list(args.train)}
-    summary = benchmark_summary(reports, {s: str(Path(r).resolve()) for s, r in runs.items()}, settings)
-    md, js = write_benchmark(summary, out)
-    print(Path(md).read_text())
-    print(f"wrote {md} and {js}")
-
+# The program is lerf/apps/eval_lerf_ovs.py.
+from lerf.apps.cli import run
+from lerf.apps.eval_lerf_ovs import main
 
 if __name__ == "__main__":
     run(main)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from omegaconf import MISSING
 
-from lerf.cli import parse_args, run
-from lerf.demo.oracle import evaluate_oracle
-from lerf.query.run import load_run
+from lerf.apps.cli import parse_args, run
+from lerf.demo.oracle import oracle_for_run
 
 
 @dataclass
@@ -30,9 +28,7 @@ class OracleArgs:
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(OracleArgs, argv, usage=__doc__)
-    loaded = load_run(args.run, "cpu")
-    out = Path(args.out) if args.out else loaded.run_dir
-    summary = evaluate_oracle(loaded.cfg, loaded.scene, loaded.text_encoder(), out, args.labels)
+    summary = oracle_for_run(args.run, args.out, args.labels)
     levels = ", ".join(f"{k} {100 * v:.1f}%" for k, v in summary.get("per_level", {}).items())
     print(f"oracle localization: {100 * summary['overall']:.1f}% over {summary['num_queries']} queries ({levels})")
 

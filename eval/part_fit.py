@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from omegaconf import MISSING
 
-from lerf.cli import parse_args, run
-from lerf.demo.part_fit import format_part_fit, part_fit, write_part_fit
-from lerf.query.outputs import check_writable
-from lerf.query.run import load_run
+from lerf.apps.cli import parse_args, run
+from lerf.demo.part_fit import format_part_fit, part_fit_for_run
 
 
 @dataclass
@@ -33,15 +30,7 @@ class PartFitArgs:
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     args = parse_args(PartFitArgs, argv, usage=__doc__)
-    if args.pixels < 1:
-        raise ValueError(f"pixels must be >= 1, got {args.pixels}")
-    loaded = load_run(args.run, "cpu")
-    out = Path(args.out) if args.out else loaded.run_dir
-    check_writable([out / "part_fit.json", out / "part_fit.md"], args.overwrite)
-    result = part_fit(loaded.model, loaded.scene, loaded.text_encoder(), loaded.cfg, pixels=args.pixels,
-                      seed=args.seed)
-    result["run"], result["step"] = str(loaded.run_dir), loaded.step
-    write_part_fit(result, out)
+    result = part_fit_for_run(args.run, args.out, args.pixels, args.seed, args.overwrite)
     print(format_part_fit(result))
 
 

@@ -98,7 +98,7 @@ class LanguageConfig:
     # The authors' field normalises each sample's CLIP output before the weighted sum (the ray is
     # normalised again after); false composites raw outputs (ablation).
     normalize_samples: bool = True
-    # How a training ray's crop becomes the CLIP head's scale input (lerf/fields/scale_modes.py):
+    # How a training ray's crop becomes the CLIP head's scale input (lerf/data/scale_modes.py):
     # "depth" = crop_px / f × each sample's own z-depth, in metres (LERF §3.1, the seed);
     # "authors" = kerrj/lerf's pyramid position × H · distance / fy (`experiment=authors_scale`);
     # "no_depth" = × nominal_depth_m for every pixel (ablation); "none" = no scale (ablation).
@@ -246,7 +246,7 @@ class TrainerConfig:
     # Weight each ray's RGB, interlevel and distortion losses by uniform / rarity-mixture draw
     # probability, so the radiance field and its proposal networks fit what uniform rays would ask
     # (in expectation) and only the language losses see the emphasis. false: every ray counts once
-    # (runs trained before it existed; lerf/checkpoint.py migrates their configs). No effect with
+    # (runs trained before it existed; lerf/model/checkpoint.py migrates their configs). No effect with
     # uniform rays.
     rarity_unbiased_nerf: bool = True
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lerf.checkpoint import load_checkpoint
+from lerf.model.checkpoint import load_checkpoint
 from lerf.config import ModelConfig, OptimConfig
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
 from lerf.data.pose_refinement import (PoseRefinement, compose, mean_correction, pin_gauge, rotation_angle_deg, so3_exp,

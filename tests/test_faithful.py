@@ -12,7 +12,7 @@ from lerf.data.cameras import Cameras
 from lerf.model import SceneGeometry, build_model
 from lerf.query.relevancy import query_samples, relevancy, share_weighted
 from lerf.query.visibility import VisibilityGrid, visibility_grid_counts
-from lerf.fields.scale_modes import ScaleRange, TrainingCrops, training_scales
+from lerf.data.scale_modes import ScaleRange, TrainingCrops, training_scales
 
 SMALL = GridConfig(num_levels=2, features_per_level=2, log2_hashmap_size=8, base_resolution=4, max_resolution=8)
 
@@ -73,7 +73,7 @@ def test_authors_scale_of_a_known_sample_at_a_known_crop():
 
 
 def test_scale_modes_are_read_in_one_place():
-    from lerf.fields.scale_modes import head_scale, scale_unit
+    from lerf.data.scale_modes import head_scale, scale_unit
 
     assert head_scale("none", 0.7) == 0.0 and head_scale("depth", 0.7) == 0.7
     assert torch.equal(head_scale("none", torch.tensor([0.3, 0.9])), torch.zeros(2))
@@ -248,7 +248,7 @@ def test_visible_share_scales_relevancy_by_the_kept_weight():
 def test_version_3_checkpoints_migrate(tmp_path, caplog):
     """A run saved before checkpoint version 4: its scale range as a list, the pruned switches in
     its config, no language contraction (it trained with L-inf). It loads, migrated."""
-    from lerf.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from lerf.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from lerf.config import TrainConfig
 
     model = tiny_model()
@@ -278,7 +278,7 @@ def test_authors_scale_preset_trains_unbounded_and_records_its_unit(tmp_path):
     """experiment=authors_scale: the authors' scale mode and query range (0-1.5, 30 values); on an
     unbounded scene (the language field contracted with L2) it trains, and the checkpoint's scale
     range is in the authors' units: pyramid positions in [0, 1] times H x distance / fy."""
-    from lerf.checkpoint import load_checkpoint
+    from lerf.model.checkpoint import load_checkpoint
     from lerf.config import to_typed
     from lerf.train.trainer import train
     from tests.helpers import tiny_config

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from lerf import checkpoint as ckpt
-from lerf.checkpoint import CheckpointError, NonFiniteError, checkpoint_files, load_checkpoint
-from lerf.cli import run as run_cli
+from lerf.model import checkpoint as ckpt
+from lerf.model.checkpoint import CheckpointError, NonFiniteError, checkpoint_files, load_checkpoint
+from lerf.apps.cli import run as run_cli
 from lerf.config import TrainConfig, to_typed
 from lerf.data.atomic import DiskFullError, replace_atomically, write_json
 from lerf.data.nerfstudio import SceneFormatError, read_nerfstudio
@@ -165,7 +165,7 @@ def test_keeps_k_checkpoints_and_falls_back_past_damaged_ones(shared, tmp_path, 
     newest, older = checkpoint_files(run)
     assert _steps(run) == [20, 15]  # trainer.keep_checkpoints=2
     newest.write_bytes(newest.read_bytes()[:1000])  # torn write
-    with caplog.at_level(logging.WARNING, logger="lerf.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="lerf.model.checkpoint"):
         assert load_checkpoint(run).step == 15
     assert f"{newest} is damaged" in caplog.text and "falling back" in caplog.text
     # none good: one line naming every file
@@ -368,17 +368,17 @@ def test_alpha_is_composited_onto_the_background_or_rejected(tmp_path):
 
 
 def test_missing_or_wrong_id_mask_names_the_file(tmp_path):
-    from lerf.data.scene import _load_id_maps
+    from lerf.data.scene import load_id_maps
 
     imgs = [np.full((6, 8, 3), 40, np.uint8)] * 2
     root = _scene(tmp_path, imgs, frames=[{"mask_id_path": "ids/f0.png"}, {"mask_id_path": "ids/f1.png"}])
     (root / "ids").mkdir()
     iio.imwrite(root / "ids" / "f0.png", np.zeros((6, 8), np.uint8))
     with pytest.raises(SceneFormatError, match=r"frame 'images/f1.png': id mask .*ids/f1.png .*not found"):
-        _load_id_maps(read_nerfstudio(root), "ids")
+        load_id_maps(read_nerfstudio(root), "ids")
     iio.imwrite(root / "ids" / "f1.png", np.zeros((3, 8), np.uint8))
     with pytest.raises(SceneFormatError, match=r"ids/f1.png is uint8 \(3, 8\); expected"):
-        _load_id_maps(read_nerfstudio(root), "ids")
+        load_id_maps(read_nerfstudio(root), "ids")
 
 
 # -------------------------------------------------------------------- 8. cameras and non-finite

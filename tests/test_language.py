@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lerf.checkpoint import checkpoint_files
+from lerf.model.checkpoint import checkpoint_files
 from lerf.config import RelevancyConfig
 from lerf.query.engine import QueryEngine
 from lerf.query.relevancy import best_scale, relevancy, scale_values
@@ -227,7 +227,7 @@ def test_video_falls_back_to_gif_and_says_so(tmp_path, monkeypatch, capsys):
 def test_query_cli_errors(args, error, message, capsys):
     import query
 
-    with pytest.raises(error, match=message):  # lerf.cli.run prints either as one line
+    with pytest.raises(error, match=message):  # lerf.apps.cli.run prints either as one line
         query.main(args)
 
 

@@ -1,8 +1,8 @@
-"""Old checkpoints are read through versioned config migrations (lerf/checkpoint.py)."""
+"""Old checkpoints are read through versioned config migrations (lerf/model/checkpoint.py)."""
 import pytest
 import torch
 
-from lerf.checkpoint import VERSION, CheckpointError, checkpoint_file, checkpoint_files, load_checkpoint
+from lerf.model.checkpoint import VERSION, CheckpointError, checkpoint_file, checkpoint_files, load_checkpoint
 
 
 def _as_version_3(lang_run, tmp_path, changes):

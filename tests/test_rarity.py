@@ -69,7 +69,7 @@ def test_rgb_importance_weights_undo_the_rarity_emphasis(tmp_path):
     from omegaconf import OmegaConf
 
     from lerf.data.scene import load_scene
-    from lerf.render.losses import rgb_loss
+    from lerf.train.losses import rgb_loss
     from lerf.train.rays import RaySampler
     from tests.helpers import tiny_config
 
@@ -132,7 +132,7 @@ def test_bad_ray_sampling_settings_are_named(tmp_path, override, message):
 
     from tests.helpers import tiny_config
 
-    with pytest.raises(ValueError, match=message):  # train.py prints it as one line (lerf.cli)
+    with pytest.raises(ValueError, match=message):  # train.py prints it as one line (lerf.apps.cli)
         OmegaConf.to_object(tiny_config(tmp_path, override))
 
 

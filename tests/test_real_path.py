@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from lerf._compat import import_open_clip, import_timm  # noqa: E402
+from lerf.encoders._compat import import_open_clip, import_timm  # noqa: E402
 
 try:  # the real encoders' packages (open_clip's import needs lerf's torchvision shim)
     import_open_clip(), import_timm()
@@ -83,7 +83,7 @@ def real_run(request, data_root) -> tuple[str, Path, subprocess.CompletedProcess
 
 
 def test_training_writes_a_real_run(real_run, data_root):
-    from lerf.checkpoint import load_checkpoint
+    from lerf.model.checkpoint import load_checkpoint
     from lerf.data.scene import load_scene
 
     model, run_dir, done = real_run

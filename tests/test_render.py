@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lerf.render.losses import distortion_loss, interlevel_loss, outer_weights
+from lerf.train.losses import distortion_loss, interlevel_loss, outer_weights
 from lerf.render.sampling import intersect_box, sample_pdf, spacing_to_t, uniform_bins
 from lerf.render.volume import add_background, composite, expected_depth, render_weights
 

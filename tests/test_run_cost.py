@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lerf.cli import is_user_error
+from lerf.apps.cli import is_user_error
 from lerf.config import ModelConfig
 from lerf.data.atomic import pid_alive, remove_stale_temporaries, temp_owner, temp_path
 from lerf.encoders.cache import RAM_THRESHOLD_BYTES, load_or_build_clip_pyramid

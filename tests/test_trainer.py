@@ -6,7 +6,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lerf.checkpoint import checkpoint_files, load_checkpoint
+from lerf.model.checkpoint import checkpoint_files, load_checkpoint
 from lerf.evaluation.after_training import evaluate_trained
 from lerf.train.optim import lr_factor
 from lerf.train.trainer import RunDirError, train
@@ -129,7 +129,7 @@ def test_unbounded_contracted_scene_trains(tmp_path):
 
 
 def test_foreign_or_old_checkpoint_is_a_clear_error(tmp_path):
-    from lerf.checkpoint import CheckpointError, checkpoint_file
+    from lerf.model.checkpoint import CheckpointError, checkpoint_file
 
     path = checkpoint_file(tmp_path / "run", 3)
     path.parent.mkdir(parents=True)

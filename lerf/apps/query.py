@@ -19,12 +19,11 @@ from typing import Any, Optional
 from omegaconf import MISSING
 from tqdm import tqdm
 
-from lerf.cli import parse_args, run
-from lerf.data.camera_path import interpolate_path
-from lerf.data.atomic import write_json
+from lerf.apps.cli import parse_args, run
+from lerf.query.camera_path import interpolate_path
 from lerf.query.images import overlay, to_uint8
 from lerf.query.outputs import (check_writable, output_paths, prompt_dirname, prompt_folders_locked, save_query,
-                               write_ply, write_video)
+                               write_ply, write_prompt_summary, write_video)
 from lerf.query.points3d import PLY_THRESHOLD
 from lerf.query.relevancy import validate_prompt
 from lerf.query.run import LoadedRun, load_run, select_views
@@ -129,12 +128,12 @@ def answer(trained: LoadedRun, prompts: list[str], views: list[int], names: dict
             log.info("video: %s", run_video(trained, prompt, views, out_dir, args))
         if args.ply:
             run_ply(trained, prompt, views, out_dir, args)
-        write_json(out_dir / "summary.json", summaries[prompt])
+        write_prompt_summary(out_dir, summaries[prompt])
         log.info("'%s' (checkpoint step %d) -> %s", prompt, trained.step, out_dir)
 
 
 def cli() -> None:
-    """The console script: user errors as one line, exit status 2 (lerf.cli.run)."""
+    """The console script: user errors as one line, exit status 2 (lerf.apps.cli.run)."""
     run(main)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lerf.cli import is_user_error, one_line, wants_traceback
+from lerf.apps.cli import is_user_error, one_line, wants_traceback
 from lerf.train.trainer import check_resume_dir, prepare_run_dir
 
 

@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from lerf.apps import repo_dir
-from lerf.cli import is_user_error, one_line, wants_traceback
+from lerf.apps.cli import is_user_error, one_line, wants_traceback
 from lerf.config import register_configs
 from lerf.evaluation.after_training import evaluate_trained
 from lerf.train.trainer import train

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
-from lerf.cli import parse_args, run
+from lerf.apps.cli import parse_args, run
 from lerf.viewer.backend import Backend
 from lerf.viewer.server import Viewer
 from lerf.viewer.session import ViewerOptions
@@ -36,7 +36,7 @@ def main(argv=None) -> None:
 
 
 def cli() -> None:
-    """The console script: user errors as one line, exit status 2 (lerf.cli.run)."""
+    """The console script: user errors as one line, exit status 2 (lerf.apps.cli.run)."""
     run(main)
 
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class DiskFullError(OSError):
     """A write failed because its file system is full; the temporary file was removed."""
 
-    user_error = True  # lerf.cli prints it as one line
+    user_error = True  # lerf.apps.cli prints it as one line
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "no space left on device"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+import importlib
+from typing import Any, Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -21,9 +22,6 @@ from lerf.config import SceneConfig
 from lerf.data.cameras import Cameras
 from lerf.data.colmap import read_colmap
 from lerf.data.nerfstudio import RawScene, SceneFormatError, _read_json, read_nerfstudio
-
-if TYPE_CHECKING:
-    from lerf.demo.truth import DemoTruth
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +40,9 @@ class SceneData:
     object_ids: Optional[Int[Tensor, "n h w"]] = None  # demo scene only
     labels: Optional[dict[int, str]] = None  # object id -> name, demo scene only
     labels_dir: Optional[Path] = None  # LabelMe-style eval labels, when the scene has them
-    # The demo scene's ground truth (what the instrument reads), attached by its loader; None otherwise.
-    demo: Optional[DemoTruth] = None
+    # The demo scene's ground truth (a lerf.demo.truth.DemoTruth, what the instrument reads), attached
+    # by the demo's loader; None otherwise. Not typed here: the core does not import the demo package.
+    demo: Optional[Any] = None
 
     def to_world(self, points: Float[Tensor, "n 3"]) -> Float[Tensor, "n 3"]:
         """Normalised scene positions back to the frame and units of transforms.json."""
@@ -106,7 +105,7 @@ def normalise_cameras(cameras: Cameras, center: str) -> tuple[Cameras, Tensor, f
     return out, c, scale
 
 
-def _load_id_maps(raw: RawScene, key: str) -> Optional[Tensor]:
+def load_id_maps(raw: RawScene, key: str) -> Optional[Tensor]:
     """Per-frame integer id masks (the demo's object ids or part ids, `key` "ids" or "parts"),
     each checked to exist, read and match its image."""
     paths = raw.extras.get(key, [])
@@ -136,38 +135,25 @@ def _load_labels(root: Path) -> tuple[Optional[dict[int, str]], Optional[dict]]:
     return {int(k): str(v) for k, v in data.get("objects", {}).items()}, data.get("hierarchy")
 
 
-def _why_missing(path: str) -> str:
+def why_missing(path: str) -> str:
     if not Path(path).expanduser().is_absolute():  # runs trained before paths were stored absolute
         return (f"scene.cache_dir '{path}' is relative to the directory training ran in; run from there, "
                 "or deleted since training?")
     return "deleted since training?"
 
 
-def _demo_root(cfg: SceneConfig, generate: bool) -> Path:
-    from lerf.demo.scene import demo_scene_dir, ensure_demo_scene
-
-    if not generate:
-        path = demo_scene_dir(Path(cfg.cache_dir).expanduser(), cfg.seed, cfg.num_views, cfg.width, cfg.height)
-        if not (path / "transforms.json").is_file():
-            raise SceneFormatError(
-                f"demo scene cache {path.resolve()} is missing ({_why_missing(cfg.cache_dir)}). Regenerate it with "
-                f"`python -m lerf.demo.scene {path} --seed {cfg.seed} --views {cfg.num_views} "
-                f"--width {cfg.width} --height {cfg.height}`")
-        return path
-    return ensure_demo_scene(Path(cfg.cache_dir).expanduser(), seed=cfg.seed, num_views=cfg.num_views,
-                             width=cfg.width, height=cfg.height)
+def demo_loader():
+    """The demo instrument's loader (lerf/demo/loader.py). scene.kind=demo names it; it is looked up
+    by name when a config asks for it, so the core packages do not depend on lerf.demo (the demo
+    builds on them, not the other way round)."""
+    return importlib.import_module("lerf.demo.loader")
 
 
 def scene_root(cfg: SceneConfig, generate: bool = True) -> Path:
     """Where the scene's files are; generates the demo scene (and its capture-noise copy, with
     scene.capture_noise) on first use when `generate`."""
     if cfg.kind == "demo":
-        path = _demo_root(cfg, generate)
-        if cfg.capture_noise:
-            from lerf.demo.capture_noise import ensure_noisy_scene
-
-            path = ensure_noisy_scene(path, cfg.seed, cfg.eval_every, generate)
-        return path
+        return demo_loader().demo_scene_root(cfg, generate)
     if cfg.capture_noise:
         raise SceneFormatError(f"scene '{cfg.name}': scene.capture_noise adds synthetic noise to the demo scene only "
                                "(scene.kind=demo); a real capture brings its own")
@@ -222,16 +208,7 @@ def load_scene(cfg: SceneConfig, generate: bool = True) -> SceneData:
              len(train_idx), len(eval_idx), cameras.width, cameras.height, scale)
     return SceneData(root=root, frame_names=raw.frame_names, images=raw.images, cameras=cameras,
                      train_idx=train_idx, eval_idx=eval_idx, center_world=center, scale_factor=scale,
-                     background=background, object_ids=_load_id_maps(raw, "ids"), labels=labels,
-                     labels_dir=labels_dir, demo=_demo_truth(raw, hier))
+                     background=background, object_ids=load_id_maps(raw, "ids"), labels=labels,
+                     labels_dir=labels_dir,
+                     demo=None if hier is None else demo_loader().demo_truth(raw, hier))
 
-
-def _demo_truth(raw: RawScene, hierarchy: Optional[dict]) -> Optional[DemoTruth]:
-    """The demo scene's part ids, depths and hierarchy, when labels.json has a hierarchy (only the
-    demo scene writes one)."""
-    if hierarchy is None:
-        return None
-    from lerf.demo.truth import DemoTruth, load_depth_z  # the one place the scene loader reads the demo
-
-    return DemoTruth(part_ids=_load_id_maps(raw, "parts"), depth_z_m=load_depth_z(raw, raw.cameras),
-                     hierarchy=hierarchy)

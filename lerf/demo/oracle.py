@@ -31,6 +31,7 @@ from lerf.evaluation.localization import localize, summarize_localization
 from lerf.evaluation.report import write_report
 from lerf.evaluation.run_eval import labelled_views
 from lerf.query.relevancy import TextEmbeddings, relevancy, scale_values, search_scale
+from lerf.query.run import load_run
 
 
 def supervision_embeddings(encoder, scene, cfg: TrainConfig, cam: int, scales_m: Float[Tensor, " s"]
@@ -75,3 +76,11 @@ def evaluate_oracle(cfg: TrainConfig, scene, encoder, out_dir: Path, labels: Opt
     summary["protocol"], summary["input"] = "lerf", "the CLIP pyramid of each labelled view (no field)"
     write_report(summary, out_dir / "oracle_localization.json", out_dir / "oracle_localization.md")
     return summary
+
+
+def oracle_for_run(run_dir: str | Path, out_dir: Optional[str | Path] = None, labels: Optional[str] = None) -> dict:
+    """The oracle of a trained run's scene, with the run's own encoder settings; the report goes to
+    out_dir (default: the run dir)."""
+    loaded = load_run(run_dir, "cpu")
+    out = Path(out_dir) if out_dir else loaded.run_dir
+    return evaluate_oracle(loaded.cfg, loaded.scene, loaded.text_encoder(), out, labels)

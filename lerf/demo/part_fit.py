@@ -35,7 +35,9 @@ from lerf.data.cameras import camera_rays
 from lerf.data.units import crop_frac_for_scale, depth_m_to_ray_t, metres_per_pixel
 from lerf.encoders.factory import pyramid_crop_fracs
 from lerf.encoders.pyramid import ClipPyramid, build_clip_pyramid
+from lerf.query.outputs import check_writable
 from lerf.query.relevancy import TextEmbeddings, relevancy
+from lerf.query.run import load_run
 
 # Part sizes on the demo are 8-13 cm: bins from well below ALPHA x size to above the object size.
 DEFAULT_SCALES_M = (0.03, 0.045, 0.065, 0.09, 0.13, 0.19, 0.27)
@@ -205,3 +207,18 @@ def write_part_fit(result: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "part_fit.json", result)
     write_text(out_dir / "part_fit.md", format_part_fit(result))
+
+
+def part_fit_for_run(run_dir: str | Path, out_dir: Optional[str | Path] = None, pixels: int = 2000, seed: int = 0,
+                     overwrite: bool = False) -> dict:
+    """part_fit of a trained run, written to out_dir (default: the run dir) as part_fit.json/.md;
+    an earlier report there is kept unless overwrite."""
+    if pixels < 1:
+        raise ValueError(f"pixels must be >= 1, got {pixels}")
+    loaded = load_run(run_dir, "cpu")
+    out = Path(out_dir) if out_dir else loaded.run_dir
+    check_writable([out / "part_fit.json", out / "part_fit.md"], overwrite)
+    result = part_fit(loaded.model, loaded.scene, loaded.text_encoder(), loaded.cfg, pixels=pixels, seed=seed)
+    result["run"], result["step"] = str(loaded.run_dir), loaded.step
+    write_part_fit(result, out)
+    return result

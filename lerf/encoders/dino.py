@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from lerf._compat import import_timm
+from lerf.encoders._compat import import_timm
 from lerf.encoders.base import WeightsNotFoundError, file_sha256, stride_from_grid
 
 log = logging.getLogger(__name__)

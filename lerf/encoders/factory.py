@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import hydra.utils
 import torch
 
 from lerf.config import TrainConfig
@@ -25,23 +26,21 @@ def _openclip(**options: Any) -> ClipEncoder:
     return OpenClipEncoder(**options)
 
 
-def _reference_clip(**options: Any) -> ClipEncoder:
-    from lerf.demo.reference import ReferenceClipEncoder
-    return ReferenceClipEncoder(**options)
-
-
 def _dino(**options: Any) -> DenseEncoder:
     from lerf.encoders.dino import DinoEncoder  # imports timm only when asked for
     return DinoEncoder(**options)
 
 
-def _reference_dino(**options: Any) -> DenseEncoder:
-    from lerf.demo.reference import ReferenceDinoEncoder
-    return ReferenceDinoEncoder(**options)
+def _by_name(dotted: str) -> Callable[..., Any]:
+    """The demo instrument's reference encoders (lerf/demo/reference.py), looked up by name when a
+    config picks them: the encoders package does not depend on lerf.demo, which builds on it."""
+    return lambda **options: hydra.utils.get_class(dotted)(**options)
 
 
-CLIP_KINDS: dict[str, Callable[..., ClipEncoder]] = {"openclip": _openclip, "reference": _reference_clip}
-DINO_KINDS: dict[str, Callable[..., DenseEncoder]] = {"dino": _dino, "reference": _reference_dino}
+CLIP_KINDS: dict[str, Callable[..., ClipEncoder]] = {
+    "openclip": _openclip, "reference": _by_name("lerf.demo.reference.ReferenceClipEncoder")}
+DINO_KINDS: dict[str, Callable[..., DenseEncoder]] = {
+    "dino": _dino, "reference": _by_name("lerf.demo.reference.ReferenceDinoEncoder")}
 
 
 def build_clip_encoder(kind: str, device: str | torch.device = "cpu", **options: Any) -> ClipEncoder:

@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from lerf._compat import import_open_clip
+from lerf.encoders._compat import import_open_clip
 from lerf.encoders.base import WeightsNotFoundError, file_sha256, resize_square, unit_normalise
 
 log = logging.getLogger(__name__)

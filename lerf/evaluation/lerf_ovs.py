@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from lerf.model.checkpoint import has_checkpoint
 from lerf.data.atomic import write_json, write_text
 from lerf.data.colmap import read_colmap
 from lerf.evaluation.labels import load_label_dir
@@ -72,11 +73,19 @@ def check_data_root(data_root: str | Path, scenes: list[str], runs: dict[str, st
     if missing:
         raise FileNotFoundError(f"data_root {root}: {', '.join(missing)} not found; expected {', '.join(SCENES)} and "
                                 "label/<scene> (scenes=[...] runs a subset)")
+    for scene, given in runs.items():  # before any training, not hours later
+        if not is_trained_run(Path(given).expanduser()):
+            raise FileNotFoundError(f"runs.{scene}={given}: no checkpoint there; expected a run directory of train.py")
     for item in items:
         frames = load_label_dir(item.labels_dir)
         if item.name not in runs:  # every labelled frame has its COLMAP image (match_frames reads names only)
             match_frames(read_colmap(item.scene_dir, load_images=False), frames, item.labels_dir)
     return items
+
+
+def is_trained_run(run_dir: Path) -> bool:
+    """A directory train.py wrote a checkpoint into: scored as it is, never retrained."""
+    return has_checkpoint(run_dir)
 
 
 def evaluate_scene(run_dir: str | Path, item: SceneInput, out_dir: Path, *, smooth_k: int, threshold: float,

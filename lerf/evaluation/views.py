@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 import imageio.v3 as iio
 from tqdm import tqdm
 
+from lerf.data.atomic import write_json
 from lerf.data.scene import SceneData
 from lerf.evaluation.image_metrics import psnr, ssim
 from lerf.model import LerfModel
 from lerf.query.images import colorize, to_uint8
+from lerf.query.outputs import check_writable
 from lerf.query.render import render_view
+from lerf.query.run import load_run
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +42,18 @@ def evaluate_views(model: LerfModel, scene: SceneData, out_dir: Path, chunk: int
               "num_views": len(per_view), "per_view": per_view}
     log.info("held-out views: PSNR %.2f dB, SSIM %.4f over %d views", result["psnr"], result["ssim"], len(per_view))
     return result
+
+
+def rerender_run(run_dir: str | Path, out_dir: Optional[str | Path] = None, device: str = "auto", chunk: int = 4096,
+                 overwrite: bool = False) -> tuple[dict, Path]:
+    """A trained run's held-out views re-rendered from its checkpoint and scored: PNGs under
+    <out>/eval_render/ and the scores in <out>/eval_render.json (out: the run dir by default; an
+    earlier report is kept unless overwrite). Returns the scores and the JSON's path."""
+    loaded = load_run(run_dir, device)
+    out = Path(out_dir) if out_dir else loaded.run_dir
+    target = out / "eval_render.json"
+    check_writable([target], overwrite)
+    result = evaluate_views(loaded.model, loaded.scene, out / "eval_render", chunk)
+    result["steps"] = loaded.step
+    write_json(target, result)
+    return result, target

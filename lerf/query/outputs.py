@@ -43,7 +43,7 @@ FOLDER_LOCK = ".query.lock"
 class QueryInUseError(RuntimeError):
     """Another process is writing into the same prompt folder."""
 
-    user_error = True  # lerf.cli prints it as one line
+    user_error = True  # lerf.apps.cli prints it as one line
 
 
 @contextmanager
@@ -92,6 +92,14 @@ def save_query(result: QueryResult, render: ViewRender, out_dir: Path, view: str
                "max_relevancy_per_scale": result.maps.reshape(result.maps.shape[0], -1).amax(-1).tolist()}
     write_json(paths["json"], summary)
     return summary
+
+
+
+def write_prompt_summary(out_dir: Path, summaries: list[dict]) -> Path:
+    """<prompt folder>/summary.json: the summaries `save_query` returned for each view of one call."""
+    path = out_dir / "summary.json"
+    write_json(path, summaries)
+    return path
 
 
 def write_ply(path: Path, points: Float[Tensor, "n 3"], colors: Float[Tensor, "n 3"],

@@ -13,13 +13,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from lerf.checkpoint import load_checkpoint
+from lerf.model.checkpoint import load_checkpoint
 from lerf.config import RelevancyConfig, TrainConfig
 from lerf.data.cameras import Cameras
 from lerf.data.scene import SceneData, load_scene
-from lerf.device import resolve_device
+from lerf.model.device import resolve_device
 from lerf.encoders.factory import clip_encoder_for
-from lerf.fields.scale_modes import ScaleRange
+from lerf.data.scale_modes import ScaleRange
 from lerf.model import LerfModel
 from lerf.query.engine import QueryEngine, ViewRender
 from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints, relevant_points

@@ -47,7 +47,7 @@ CUDA_CONTEXT_BYTES = 600 * 2**20  # what torch's CUDA context and kernels take b
 class ResourceError(RuntimeError):
     """The machine lacks the disk or RAM a run needs; raised before anything is written."""
 
-    user_error = True  # lerf.cli prints it as one line
+    user_error = True  # lerf.apps.cli prints it as one line
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ PID_FILE = ".lock.pid"
 class RunInUseError(RuntimeError):
     """Another process holds the run directory's lock."""
 
-    user_error = True  # lerf.cli prints it as one line
+    user_error = True  # lerf.apps.cli prints it as one line
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from lerf.data.scene import SceneData
 from lerf.data.units import metres_per_pixel
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
 from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_crop_fracs
-from lerf.fields.scale_modes import ScaleRange, TrainingCrops, scale_unit, training_scales
+from lerf.data.scale_modes import ScaleRange, TrainingCrops, scale_unit, training_scales
 from lerf.model import LerfModel
 from lerf.train.rays import spread_indices
 

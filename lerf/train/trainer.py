@@ -13,17 +13,17 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lerf import checkpoint as ckpt
+from lerf.model import checkpoint as ckpt
 from lerf.config import TrainConfig, apply_overrides, to_plain, to_typed, with_absolute_paths
 from lerf.data.atomic import write_json, write_yaml
 from lerf.data.cameras import Cameras
 from lerf.data.pose_refinement import mean_correction
 from lerf.data.scene import SceneData, load_scene
-from lerf.fields.scale_modes import ScaleRange
-from lerf.device import resolve_device, set_threads
+from lerf.data.scale_modes import ScaleRange
+from lerf.model.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
 from lerf.query.visibility import build_visibility, load_visibility, save_visibility
-from lerf.render.losses import distortion_loss, interlevel_loss, rgb_loss
+from lerf.train.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
 from lerf.train.cost import announce_run_cost
 from lerf.train.provenance import write_provenance
@@ -43,7 +43,7 @@ Evaluate = Callable[[LerfModel, SceneData, Optional[object], TrainConfig, Path],
 class RunDirError(RuntimeError):
     """A run directory would be overwritten, or a resume target is unusable."""
 
-    user_error = True  # lerf.cli prints it as one line
+    user_error = True  # lerf.apps.cli prints it as one line
 
 
 def _psnr(mse: float) -> float:

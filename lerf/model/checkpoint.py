@@ -26,7 +26,7 @@ import torch
 from lerf.config import TrainConfig, to_plain, to_typed
 from lerf.data.atomic import replace_atomically
 from lerf.data.cameras import Cameras
-from lerf.fields.scale_modes import ScaleRange
+from lerf.data.scale_modes import ScaleRange
 from lerf.model import LerfModel, SceneGeometry, build_model
 
 CHECKPOINT_DIR = "checkpoints"
@@ -54,7 +54,7 @@ class CheckpointError(ValueError):
 class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss or weights; nothing non-finite is ever checkpointed."""
 
-    user_error = True  # lerf.cli prints it as one line
+    user_error = True  # lerf.apps.cli prints it as one line
 
 
 @dataclass
