@@ -77,12 +77,19 @@ def kind(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def data_root(kind, tmp_path_factory) -> Path:
-    """The data root holding the generated capture as teatime/ (what scene=teacup or
-    scene=lerf_ovs scene.name=teatime reads)."""
-    root = tmp_path_factory.mktemp(f"real_{kind}") / "data"
-    WRITERS[kind](root / "teatime", num_frames=FRAMES, height=HEIGHT, width=WIDTH)
-    return root
+def data_roots(tmp_path_factory) -> dict[str, Path]:
+    """Per kind, the data root holding the generated capture as teatime/ (what scene=teacup or
+    scene=lerf_ovs scene.name=teatime reads). Written once for the module, whatever order pytest
+    gives the (kind, model) pairs in, so both models' runs of a kind share one feature cache."""
+    roots = {kind: tmp_path_factory.mktemp(f"real_{kind}") / "data" for kind in WRITERS}
+    for kind, root in roots.items():
+        WRITERS[kind](root / "teatime", num_frames=FRAMES, height=HEIGHT, width=WIDTH)
+    return roots
+
+
+@pytest.fixture(scope="module")
+def data_root(kind, data_roots) -> Path:
+    return data_roots[kind]
 
 
 @pytest.fixture(scope="module", params=["nerfacto", "lite"])
