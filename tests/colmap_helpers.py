@@ -1,5 +1,6 @@
 """COLMAP folders for tests, written by pycolmap itself from known cameras (never by the reader
-under test), and the known cameras' rays computed here with plain NumPy pinhole math."""
+under test), and the known cameras' rays computed here with plain NumPy pinhole math. Also the
+real path's generated capture (tests/real_capture.py) as a COLMAP folder."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,6 +10,9 @@ from typing import Optional
 import imageio.v3 as iio
 import numpy as np
 import pycolmap
+
+from tests.real_capture import TARGET, capture_frames
+from tests.real_capture import write_images as write_capture_images
 
 
 @dataclass
@@ -98,3 +102,20 @@ def project(frame: KnownFrame, model: str, params: list[float], dirs_world: np.n
     xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
     yd = y * radial + 2 * p2 * x * y + p1 * (r2 + 2 * y * y)
     return np.stack([fx * xd + cx, fy * yd + cy], axis=-1)
+
+
+def write_colmap_capture(root: str | Path, num_frames: int = 6, height: int = 48, width: int = 64, seed: int = 0,
+                         image_ext: str = "png") -> Path:
+    """tests/real_capture.py's capture (the same images, poses in centimetres, per-frame
+    intrinsics and distortion) as a COLMAP folder: `root`/images/ plus `root`/sparse/0/ written
+    by pycolmap, binary, one OPENCV camera per image. Returns `root`."""
+    root = Path(root)
+    frames = capture_frames(num_frames, height, width, seed, image_ext)
+    write_capture_images(root, frames)
+    cameras, known = {}, []
+    for k, f in enumerate(frames):
+        # COLMAP params of OPENCV: fx, fy, cx, cy, k1, k2, p1, p2
+        cameras[k + 1] = ("OPENCV", [*f.intrinsics, *f.distortion], width, height)
+        known.append(KnownFrame(f.name, *look_at(f.position, TARGET), camera_id=k + 1))
+    write_model(root / "sparse" / "0", cameras, known)
+    return root

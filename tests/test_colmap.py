@@ -11,7 +11,7 @@ from lerf.data.cameras import camera_rays
 from lerf.data.colmap import read_colmap
 from lerf.data.nerfstudio import SceneFormatError
 from lerf.data.scene import load_scene
-from tests.colmap_helpers import pinhole_rays, project, ring_frames, write_images, write_model
+from tests.colmap_helpers import pinhole_rays, project, ring_frames, write_colmap_capture, write_images, write_model
 
 W, H = 12, 8
 
@@ -149,6 +149,24 @@ def test_missing_parts_and_unsupported_models_are_clear_errors(tmp_path):
         read_colmap(tmp_path / "c")
     with pytest.raises(SceneFormatError, match="scene.path is not set"):
         load_scene(SceneConfig(name="x", kind="colmap"))
+
+
+def test_the_real_capture_reads_the_same_as_colmap_and_nerfstudio(tmp_path):
+    """tests/test_real_path.py trains one generated capture in both formats: pycolmap's model of it
+    (OPENCV, one camera per image, centimetres) must give the cameras its transforms.json gives."""
+    from lerf.data.nerfstudio import read_nerfstudio
+    from tests.real_capture import write_capture
+
+    colmap = read_colmap(write_colmap_capture(tmp_path / "colmap", num_frames=4))
+    nerfstudio = read_nerfstudio(write_capture(tmp_path / "nerfstudio", num_frames=4))
+    assert colmap.frame_names == nerfstudio.frame_names
+    torch.testing.assert_close(colmap.images, nerfstudio.images, rtol=0, atol=0)
+    a, b = colmap.cameras, nerfstudio.cameras
+    assert (a.width, a.height) == (b.width, b.height)
+    torch.testing.assert_close(a.c2w, b.c2w, rtol=0, atol=1e-4)  # centimetres: 1 um apart at most
+    for field in ("fx_px", "fy_px", "cx_px", "cy_px", "distortion"):
+        torch.testing.assert_close(getattr(a, field), getattr(b, field))
+    assert torch.count_nonzero(a.distortion) == 4 * 4 and len(set(a.fx_px.tolist())) == 4
 
 
 def test_frames_of_different_sizes_are_refused(tmp_path):

@@ -1,9 +1,13 @@
-"""The path every user takes, end to end at toy size: a real-looking nerfstudio capture (no depth,
-ids or labels; per-frame intrinsics, OPENCV distortion, poses in centimetres), OpenCLIP ViT-B/16
-and DINO ViT-S/8 (the real loading code, random weights through encoder.allow_random_weights),
+"""The path every user takes, end to end at toy size: a real-looking capture (no depth, ids or
+labels; per-frame intrinsics, OPENCV distortion, poses in centimetres), OpenCLIP ViT-B/16 and DINO
+ViT-S/8 (the real loading code, random weights through encoder.allow_random_weights),
 model=nerfacto and model=lite (appearance and pose refinement on), trained through train.py, then
-query.py, eval/render.py and the viewer's backend. The lite run reads the capture as scene=teacup
-through LERF_DATA_ROOT.
+query.py, eval/render.py and the viewer's backend.
+
+Every check runs on the capture in both input formats (the `kind` fixture): nerfstudio
+(transforms.json; nerfacto through scene=custom, lite through scene=teacup and LERF_DATA_ROOT) and
+COLMAP (images/ + sparse/0 written by pycolmap, one OPENCV camera per image; nerfacto through
+scene=colmap, lite through scene=lerf_ovs scene.name=teatime and LERF_OVS_ROOT).
 
 Only the weights and the sizes differ from a real run: 6 frames of 48 x 64, a 2-level pyramid
 (50 % and 100 % of the height, stride = crop side) fed to CLIP at 32 px (encoder.clip_input_px),
@@ -29,6 +33,7 @@ try:  # the real encoders' packages (open_clip's import needs lerf's torchvision
 except ImportError as err:  # pragma: no cover - installed by setup.py's extras
     pytest.skip(f"real encoders unavailable: {err}", allow_module_level=True)
 
+from tests.colmap_helpers import write_colmap_capture  # noqa: E402
 from tests.real_capture import METRES_PER_UNIT, write_capture  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -58,31 +63,53 @@ def _run(args: list[str], env: dict | None = None, timeout: int = 300) -> subpro
     return done
 
 
+# Per input format: the writer, the preset that takes scene.path, and the preset that reads the
+# capture as teatime/ under a data root (with that root's environment variable).
+WRITERS = {"nerfstudio": write_capture, "colmap": write_colmap_capture}
+PATH_PRESET = {"nerfstudio": "scene=custom", "colmap": "scene=colmap"}
+ROOT_PRESET = {"nerfstudio": (["scene=teacup"], "LERF_DATA_ROOT"),
+               "colmap": (["scene=lerf_ovs", "scene.name=teatime"], "LERF_OVS_ROOT")}
+
+
+@pytest.fixture(scope="module", params=sorted(WRITERS))
+def kind(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """LERF_DATA_ROOT holding the generated capture as teatime/ (what scene=teacup reads)."""
-    root = tmp_path_factory.mktemp("real") / "data"
-    write_capture(root / "teatime", num_frames=FRAMES, height=HEIGHT, width=WIDTH)
-    return root
+def data_roots(tmp_path_factory) -> dict[str, Path]:
+    """Per kind, the data root holding the generated capture as teatime/ (what scene=teacup or
+    scene=lerf_ovs scene.name=teatime reads). Written once for the module, whatever order pytest
+    gives the (kind, model) pairs in, so both models' runs of a kind share one feature cache."""
+    roots = {kind: tmp_path_factory.mktemp(f"real_{kind}") / "data" for kind in WRITERS}
+    for kind, root in roots.items():
+        WRITERS[kind](root / "teatime", num_frames=FRAMES, height=HEIGHT, width=WIDTH)
+    return roots
+
+
+@pytest.fixture(scope="module")
+def data_root(kind, data_roots) -> Path:
+    return data_roots[kind]
 
 
 @pytest.fixture(scope="module", params=["nerfacto", "lite"])
-def real_run(request, data_root) -> tuple[str, Path, subprocess.CompletedProcess]:
-    """One trained run per model: nerfacto through scene=custom scene.path=..., lite through
-    scene=teacup and LERF_DATA_ROOT (both share the feature cache: the second run loads it)."""
+def real_run(request, kind, data_root) -> tuple[str, Path, subprocess.CompletedProcess]:
+    """One trained run per model: nerfacto through the path preset (scene.path=...), lite through
+    the data-root preset (both share the feature cache: the second run loads it)."""
     model = request.param
     run_dir = data_root.parent / f"run_{model}"
     features = data_root.parent / "features"
     if model == "nerfacto":
-        scene, env = ["scene=custom", f"scene.path={data_root / 'teatime'}"], ENV
+        scene, env = [PATH_PRESET[kind], f"scene.path={data_root / 'teatime'}"], ENV
     else:
-        scene, env = ["scene=teacup"], {**ENV, "LERF_DATA_ROOT": str(data_root)}
+        scene, root_var = ROOT_PRESET[kind]
+        env = {**ENV, root_var: str(data_root)}
     done = _run(["train.py", f"model={model}", *scene, *SMALL, f"encoder.cache_dir={features}",
                  f"hydra.run.dir={run_dir}"], env)
     return model, run_dir, done
 
 
-def test_training_writes_a_real_run(real_run, data_root):
+def test_training_writes_a_real_run(real_run, kind, data_root):
     from lerf.model.checkpoint import load_checkpoint
     from lerf.data.scene import load_scene
 
@@ -91,7 +118,7 @@ def test_training_writes_a_real_run(real_run, data_root):
     cfg = state.config
     assert state.step == 3 and cfg.model.name == model
     assert cfg.model.appearance and cfg.model.pose_refinement
-    assert (cfg.encoder.clip, cfg.encoder.dino) == ("openclip", "dino")
+    assert (cfg.encoder.clip, cfg.encoder.dino) == ("openclip", "dino") and cfg.scene.kind == kind
     assert Path(cfg.scene.path) == (data_root / "teatime").resolve()
     # The poses are in centimetres: one metre is 100 pose units, so 100x the normalised units.
     scene = load_scene(cfg.scene, generate=False)
@@ -164,7 +191,7 @@ def test_viewer_backend_renders_a_prompt(real_run):
     assert result.scale_m in backend.scales_m
 
 
-def test_a_full_disk_is_refused_before_anything_is_written(data_root, tmp_path, monkeypatch):
+def test_a_full_disk_is_refused_before_anything_is_written(kind, data_root, tmp_path, monkeypatch):
     """The disk check runs after the encoders are built and before the first cache or run file;
     the free space is lerf's own reading (lerf.train.cost.free_disk_bytes), replaced here."""
     from hydra import compose, initialize_config_dir
@@ -175,7 +202,7 @@ def test_a_full_disk_is_refused_before_anything_is_written(data_root, tmp_path, 
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["model=lite", "scene=custom", f"scene.path={data_root / 'teatime'}",
+        cfg = compose("train", overrides=["model=lite", PATH_PRESET[kind], f"scene.path={data_root / 'teatime'}",
                                           *SMALL, f"encoder.cache_dir={tmp_path / 'features'}"])
     # A killed build's temporary in the scene's cache folder: removed before the space is counted.
     from lerf.encoders.cache import scene_cache_dir
