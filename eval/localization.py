@@ -6,7 +6,7 @@ success when the relevancy argmax falls inside the object's box.
 The program is lerf/apps/eval_language.py. Writes <run>/localization.json and localization.md.
 """
 from lerf.apps.cli import run
-from lerf.apps.eval_language import localization_main
+from lerf.apps.eval_language import localization_main as main
 
 if __name__ == "__main__":
-    run(localization_main)
+    run(main)

@@ -6,7 +6,7 @@ category, mIoU per scene.
 The program is lerf/apps/eval_language.py. Writes <run>/segmentation.json and segmentation.md.
 """
 from lerf.apps.cli import run
-from lerf.apps.eval_language import segmentation_main
+from lerf.apps.eval_language import segmentation_main as main
 
 if __name__ == "__main__":
-    run(segmentation_main)
+    run(main)
