@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import lerf
-from lerf.query.render import render_view
+from lerf.model.render_view import render_view
 
 
 @pytest.fixture(scope="module")

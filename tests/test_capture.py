@@ -15,7 +15,7 @@ from lerf.data.pose_refinement import (PoseRefinement, compose, mean_correction,
                                        so3xr3_exp)
 from lerf.fields.appearance import AppearanceEmbedding
 from lerf.model import LerfModel, SceneGeometry
-from lerf.query.render import render_view
+from lerf.model.render_view import render_view
 from lerf.train.optim import build_optimizer
 from tests.helpers import tiny_config
 
@@ -289,12 +289,15 @@ def test_noisy_run_saves_refined_poses_that_query_uses(tmp_path):
 
 def test_eval_every_zero_trains_on_every_frame(tmp_path):
     import query
+    from lerf.evaluation.after_training import evaluate_trained
+    from lerf.evaluation.progress import progress_pictures
     from lerf.query.run import load_run
     from lerf.train.trainer import train
 
     cfg = tiny_config(tmp_path, "scene.eval_every=0", "scene.capture_noise=true", "trainer.max_steps=10",
                       "trainer.image_every=5")
-    summary = train(cfg, tmp_path / "run")
+    # The entry point's hooks: with no held-out view neither pictures nor evaluation may run.
+    summary = train(cfg, tmp_path / "run", evaluate=evaluate_trained, pictures=progress_pictures)
     assert "psnr" not in summary and not (tmp_path / "run" / "eval.json").exists()
     loaded = load_run(tmp_path / "run", "cpu")
     assert loaded.scene.eval_idx == [] and loaded.scene.train_idx == list(range(8))

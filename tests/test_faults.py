@@ -563,7 +563,7 @@ def test_damaged_visibility_grid_is_built_again_with_a_warning(lang_tiny, tmp_pa
     args = ["prompt=red mug", "views=0,1", "device=cpu", "ply=true"]
     query.main([f"run={lang_tiny}", f"out={tmp_path / 'good'}", *args])
     damaged = _damage(run / "visibility.pt", how)
-    with caplog.at_level(logging.WARNING, logger="lerf.query.visibility"):
+    with caplog.at_level(logging.WARNING, logger="lerf.model.visibility"):
         query.main([f"run={run}", f"out={tmp_path / 'damaged'}", *args])
     assert f"{run / 'visibility.pt'} is damaged" in caplog.text
     assert (run / "visibility.pt").read_bytes() == damaged  # a query never writes into the run
@@ -751,7 +751,7 @@ def test_shape_checks_are_on():
     """tests/conftest.py's jaxtyping + beartype hook checks lerf's annotated shapes (no silent fallback)."""
     from jaxtyping import TypeCheckError
 
-    from lerf.query.visibility import VisibilityGrid
+    from lerf.model.visibility import VisibilityGrid
 
     grid = VisibilityGrid(torch.zeros(4, 4, 4, dtype=torch.int32), 1)
     with pytest.raises(TypeCheckError, match="x_unit"):

@@ -1,5 +1,6 @@
-"""Hand-computed cases for the 3D query's geometry (lerf/query/points3d.py) and the query video's
-camera path (lerf/query/camera_path.py): a known camera, known points, numbers worked out on paper.
+"""Hand-computed cases for the 3D query's geometry (projection in lerf/data/cameras.py, view
+counts in lerf/model/visibility.py) and the query video's camera path
+(lerf/query/camera_path.py): a known camera, known points, numbers worked out on paper.
 
 The camera convention is nerfstudio's (lerf/data/cameras.py): the camera looks down its -z axis,
 +y up; pixel (row i, col j) has its centre at (u, v) = (j + 0.5, i + 0.5); a point at camera
@@ -12,9 +13,9 @@ import math
 import pytest
 import torch
 
+from lerf.data.cameras import Cameras, backproject, project
+from lerf.model.visibility import visibility_counts
 from lerf.query.camera_path import interpolate_path
-from lerf.data.cameras import Cameras
-from lerf.query.points3d import backproject, project, visibility_counts
 
 
 def rot_y(deg: float) -> torch.Tensor:

@@ -175,7 +175,7 @@ def test_query_3d_ply_visibility(lang_run, tmp_path):
 def true_surface(scene) -> tuple[torch.Tensor, torch.Tensor]:
     """World positions and object ids of the demo's labelled surface pixels in the training views,
     from the true camera-z depth (`scene.demo.depth_z_m`) and id masks (`scene.object_ids`)."""
-    from lerf.query.points3d import backproject
+    from lerf.data.cameras import backproject
 
     points, ids = [], []
     for v in scene.train_idx:
@@ -302,8 +302,10 @@ def test_missing_scene_cache_is_a_clear_error(lang_run, tmp_path):
 def test_tensorboard_shows_relevancy_image(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from lerf.evaluation.progress import progress_pictures
+
     cfg = tiny_config(tmp_path, "trainer.max_steps=4", "trainer.image_every=2", "trainer.eval_at_end=false")
-    train(cfg, tmp_path / "run")
+    train(cfg, tmp_path / "run", pictures=progress_pictures)
     ea = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     ea.Reload()
     assert {"eval/rgb", "eval/depth", f"eval/relevancy/{cfg.relevancy.tensorboard_prompt}"} <= set(ea.Tags()["images"])
@@ -385,23 +387,23 @@ def test_composite_dino_equals_compositing_per_sample_features():
 
 
 def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path, monkeypatch):
-    """tensorboard_images itself, with a writer that records each picture's size (the renders are
-    stubbed: only the cameras they are asked for matter here)."""
+    """progress_pictures itself, recording each picture's size (the renders are stubbed: only the
+    cameras they are asked for matter here)."""
     from dataclasses import replace
     from types import SimpleNamespace
 
     from omegaconf import OmegaConf
 
     from lerf.data.scene import load_scene
+    from lerf.evaluation import progress
+    from lerf.evaluation.progress import RELEVANCY_MAX_PX
     from lerf.model import LerfModel
-    from lerf.train import tensorboard
-    from lerf.train.tensorboard import RELEVANCY_MAX_PX
 
     def fake_render(model, cameras, cam, chunk, extras=None):
         h, w = cameras.height, cameras.width
         return {"rgb": torch.zeros(h, w, 3), "depth_m": torch.ones(h, w), "relevancy": torch.zeros(h, w)}
 
-    monkeypatch.setattr(tensorboard, "render_view", fake_render)
+    monkeypatch.setattr(progress, "render_view", fake_render)
 
     class FakeEngine:  # the relevancy picture's size is the camera's it is asked about
         def __init__(self, *args, **kwargs):
@@ -410,9 +412,7 @@ def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path, monkeypatch):
         def query_exact(self, prompt, cameras, cam):
             return SimpleNamespace(relevancy=torch.zeros(cameras.height, cameras.width))
 
-    monkeypatch.setattr(tensorboard, "QueryEngine", FakeEngine)
-    pictures = {}
-    writer = SimpleNamespace(add_image=lambda tag, img, step, dataformats: pictures.update({tag: tuple(img.shape)}))
+    monkeypatch.setattr(progress, "QueryEngine", FakeEngine)
     model = LerfModel.__new__(LerfModel)  # the type the signature asks for; nothing of it is run
     torch.nn.Module.__init__(model)
     model.language = torch.nn.Identity()
@@ -420,7 +420,8 @@ def test_tensorboard_relevancy_picture_is_capped_in_size(tmp_path, monkeypatch):
     scene = load_scene(cfg.scene)
     for width, height in ((3 * RELEVANCY_MAX_PX, 2 * RELEVANCY_MAX_PX), (scene.cameras.width, scene.cameras.height)):
         big = replace(scene, cameras=scene.cameras.resized(width, height))
-        tensorboard.tensorboard_images(writer, model, big, SimpleNamespace(text_encoder=None), cfg, step=1)
+        made = progress.progress_pictures(model, big, object(), cfg)  # object(): a text encoder stand-in
+        pictures = {tag: tuple(img.shape) for tag, img in made.items()}
         prompt = cfg.relevancy.tensorboard_prompt
         assert pictures["eval/rgb"] == (height, width, 3)  # RGB and depth stay full size
         if width > RELEVANCY_MAX_PX:  # 384 x 256 -> 128 x 85 (the aspect ratio kept)

@@ -111,7 +111,8 @@ def test_canonical_phrases_change_the_map(lang_run):
 def test_3d_points_are_the_ply_export(lang_run, tmp_path):
     from plyfile import PlyData
 
-    from lerf.query.points3d import PLY_THRESHOLD, project
+    from lerf.data.cameras import project
+    from lerf.query.points3d import PLY_THRESHOLD
 
     import query
 

@@ -1,5 +1,5 @@
-"""Render time of one 512 px wide frame (lerf.query.render.render_view, RGB + depth, no
-language) of the query part's trained run. Dry run: 32 px."""
+"""Render time of one 512 px wide frame (`LoadedRun.render`: RGB + depth, no language) of the
+query part's trained run. Dry run: 32 px."""
 from __future__ import annotations
 
 from common import median
@@ -7,16 +7,15 @@ from gpu_parts.context import Context, timed, tiny_run
 
 
 def run(ctx: Context) -> dict:
-    from lerf.query.render import render_view
     from lerf.query.run import load_run
 
-    loaded = load_run(tiny_run(ctx), str(ctx.device))
+    chunk = ctx.size(1 << 16, 1024)
+    loaded = load_run(tiny_run(ctx), str(ctx.device), chunk)
     cameras = loaded.scene.cameras
     width = ctx.size(512, 32)
     height = round(width * cameras.height / cameras.width)
     one = cameras.subset([0]).resized(width, height)
-    chunk = ctx.size(1 << 16, 1024)
-    render_view(loaded.model, one, 0, chunk)  # warm-up (kernel compilation, allocator)
-    times = timed(lambda: render_view(loaded.model, one, 0, chunk), ctx.size(5, 2), ctx.device)
+    loaded.render(one)  # warm-up (kernel compilation, allocator)
+    times = timed(lambda: loaded.render(one), ctx.size(5, 2), ctx.device)
     return {"resolution": [width, height], "chunk": chunk, "median_ms": 1e3 * median(times),
             "all_ms": [round(1e3 * t, 2) for t in times]}

@@ -54,6 +54,7 @@ def train_scene(args: LerfOvsArgs, item: SceneInput, run_dir: Path) -> Path:
 
     from lerf.config import register_configs
     from lerf.evaluation.after_training import evaluate_trained
+    from lerf.evaluation.progress import progress_pictures
     from lerf.train.trainer import train
 
     register_configs()
@@ -62,7 +63,7 @@ def train_scene(args: LerfOvsArgs, item: SceneInput, run_dir: Path) -> Path:
     # Set after composing: a path is a value, never parsed as override syntax.
     cfg.scene.path, cfg.scene.labels_dir = str(item.scene_dir), str(item.labels_dir)
     log.info("%s: training into %s", item.name, run_dir)
-    train(cfg, run_dir, evaluate=evaluate_trained)
+    train(cfg, run_dir, evaluate=evaluate_trained, pictures=progress_pictures)
     return run_dir
 
 

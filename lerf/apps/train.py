@@ -18,6 +18,7 @@ from lerf.apps import repo_dir
 from lerf.apps.cli import is_user_error, one_line, wants_traceback
 from lerf.config import register_configs
 from lerf.evaluation.after_training import evaluate_trained
+from lerf.evaluation.progress import progress_pictures
 from lerf.train.trainer import train
 
 register_configs()
@@ -30,7 +31,8 @@ def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        summary = train(cfg, run_dir, evaluate=evaluate_trained, overrides=list(hydra_cfg.overrides.task))
+        summary = train(cfg, run_dir, evaluate=evaluate_trained, overrides=list(hydra_cfg.overrides.task),
+                        pictures=progress_pictures)
     except Exception as err:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             # In a sweep one failed variant must not stop the others: record it and move on.

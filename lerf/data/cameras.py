@@ -12,6 +12,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from lerf.data.units import depth_m_to_ray_t
+
 CAMERA_MODELS = ("PINHOLE", "OPENCV")
 
 
@@ -113,3 +115,25 @@ def image_pixels(width: int, height: int, device: torch.device | str = "cpu") ->
     v, u = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32) + 0.5,
                           torch.arange(width, device=device, dtype=torch.float32) + 0.5, indexing="ij")
     return u.reshape(-1), v.reshape(-1)
+
+
+def project(cameras: Cameras, cam: int, points: Float[Tensor, "n 3"]
+            ) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"], Float[Tensor, " n"]]:
+    """Pixel coordinates (u, v) and camera-z depth of points in camera `cam` (pinhole; lens
+    distortion ignored, which is fine for a visibility test with a tolerance)."""
+    c2w = cameras.c2w[cam]
+    p_cam = (points - c2w[:, 3]) @ c2w[:, :3]  # R^T (p - t)
+    z = -p_cam[:, 2]
+    safe = z.clamp_min(1e-6)
+    u = cameras.fx_px[cam] * p_cam[:, 0] / safe + cameras.cx_px[cam]
+    v = -cameras.fy_px[cam] * p_cam[:, 1] / safe + cameras.cy_px[cam]
+    return u, v, z
+
+
+def backproject(cameras: Cameras, cam: int, depth_m: Float[Tensor, "h w"], scale_factor: float
+                ) -> Float[Tensor, "n 3"]:
+    """Surface points of every pixel in normalised scene coordinates, from camera-z depth (metres)."""
+    u, v = image_pixels(cameras.width, cameras.height)
+    origins, dirs, z_per_t = camera_rays(cameras, torch.full_like(u, cam, dtype=torch.long), u, v)
+    t = depth_m_to_ray_t(depth_m.reshape(-1), z_per_t, scale_factor)
+    return origins + dirs * t[:, None]

@@ -14,7 +14,7 @@ from lerf.evaluation.poses import pose_errors
 from lerf.evaluation.views import evaluate_views
 from lerf.model import LerfModel
 from lerf.query.engine import QueryEngine
-from lerf.query.visibility import load_visibility
+from lerf.model.visibility import load_visibility
 
 log = logging.getLogger(__name__)
 

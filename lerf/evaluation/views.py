@@ -14,7 +14,7 @@ from lerf.evaluation.image_metrics import psnr, ssim
 from lerf.model import LerfModel
 from lerf.query.images import colorize, to_uint8
 from lerf.query.outputs import check_writable
-from lerf.query.render import render_view
+from lerf.model.render_view import render_view
 from lerf.query.run import load_run
 
 log = logging.getLogger(__name__)

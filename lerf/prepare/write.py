@@ -20,7 +20,6 @@ from jaxtyping import Float
 from PIL import Image
 from tqdm import tqdm
 
-from lerf.data.atomic import write_json
 from lerf.prepare.scale import ScaleChoice
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from lerf.query.bounded import LowRankFactors, exact_relevancy, rank_for_budget,
 from lerf.query.relevancy import (QueryResult, TextEmbeddings, best_scale, query_samples, relevancy,
                                   relevancy_of_differences, scale_values, search_scale, share_weighted,
                                   validate_prompt)
-from lerf.query.render import render_view
-from lerf.query.visibility import VisibilityGrid
+from lerf.model.render_view import render_view
+from lerf.model.visibility import VisibilityGrid
 
 
 @dataclass

@@ -24,8 +24,8 @@ from lerf.model import LerfModel
 from lerf.query.engine import QueryEngine, ViewRender
 from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints, relevant_points
 from lerf.query.relevancy import QueryResult, scale_values, validate_prompt
-from lerf.query.render import render_view
-from lerf.query.visibility import VISIBILITY_FILE, VisibilityGrid, build_visibility, load_visibility
+from lerf.model.render_view import render_view
+from lerf.model.visibility import VISIBILITY_FILE, VisibilityGrid, build_visibility, load_visibility
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from lerf.data.scene import SceneData, load_scene
 from lerf.data.scale_modes import ScaleRange
 from lerf.model.device import resolve_device, set_threads
 from lerf.model import LerfModel, SceneGeometry, build_model
-from lerf.query.visibility import build_visibility, load_visibility, save_visibility
+from lerf.model.visibility import build_visibility, load_visibility, save_visibility
 from lerf.train.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
 from lerf.train.cost import announce_run_cost
@@ -31,13 +31,15 @@ from lerf.train.rarity import RaritySampler
 from lerf.train.rays import RayBatch, RaySampler
 from lerf.train.runlock import run_lock
 from lerf.train.supervision import LanguageSupervision, build_encoders, build_supervision, language_losses
-from lerf.train.tensorboard import tensorboard_images
 
 log = logging.getLogger(__name__)
 
-# evaluate(model, scene, text encoder or None, cfg, run_dir) -> metrics. Passed in by the entry
-# point (lerf.evaluation.after_training.evaluate_trained), so training never imports evaluation.
+# evaluate(model, scene, text encoder or None, cfg, run_dir) -> metrics, and
+# pictures(model, scene, text encoder or None, cfg) -> {TensorBoard tag: [h, w, 3] image}. Both are
+# passed in by the entry point (lerf.evaluation.after_training.evaluate_trained and
+# lerf.evaluation.progress.progress_pictures), so training imports neither evaluation nor query.
 Evaluate = Callable[[LerfModel, SceneData, Optional[object], TrainConfig, Path], dict]
+Pictures = Callable[[LerfModel, SceneData, Optional[object], TrainConfig], dict[str, torch.Tensor]]
 
 
 class RunDirError(RuntimeError):
@@ -252,8 +254,19 @@ def ray_sampler(run: Run) -> RaySampler:
     return RaySampler(run.scene, device, rarity, tcfg.rarity_share, tcfg.rarity_unbiased_nerf)
 
 
-def train_steps(run: Run, writer) -> float:
-    """Steps from run.start to max_steps; returns this session's training seconds."""
+def _text_encoder(run: Run) -> Optional[object]:
+    return run.supervision.text_encoder if run.supervision is not None else None
+
+
+def _write_pictures(run: Run, writer, pictures: Pictures, step: int) -> None:
+    for tag, image in pictures(run.model, run.scene, _text_encoder(run), run.cfg).items():
+        writer.add_image(tag, image, step, dataformats="HWC")
+    run.model.train()
+
+
+def train_steps(run: Run, writer, pictures: Optional[Pictures] = None) -> float:
+    """Steps from run.start to max_steps; returns this session's training seconds. `pictures`
+    (when given) makes the TensorBoard pictures every trainer.image_every steps."""
     tcfg = run.cfg.trainer
     sampler = ray_sampler(run)
     bar = tqdm(range(run.start, tcfg.max_steps), initial=run.start, total=tcfg.max_steps,
@@ -272,9 +285,8 @@ def train_steps(run: Run, writer) -> float:
         done = step + 1
         if done % tcfg.log_every == 0 or done == tcfg.max_steps:
             _log_step(writer, bar, logs, run, done, time.perf_counter() - t0)
-        if tcfg.image_every and done % tcfg.image_every == 0 and run.scene.eval_idx:
-            tensorboard_images(writer, run.model, run.scene, run.supervision, run.cfg, done)
-            run.model.train()
+        if pictures is not None and tcfg.image_every and done % tcfg.image_every == 0 and run.scene.eval_idx:
+            _write_pictures(run, writer, pictures, done)
         if done % tcfg.checkpoint_every == 0 or done == tcfg.max_steps:
             run.save(done, run.time_before + time.perf_counter() - t0)
     bar.close()
@@ -308,27 +320,28 @@ def _nothing_to_train(run: Run) -> dict:
 def _final_eval(run: Run, summary: dict, evaluate: Evaluate, writer) -> None:
     run.model.eval()
     scene = replace(run.scene, cameras=run.trained_cameras())  # the poses query and eval will see
-    text_encoder = run.supervision.text_encoder if run.supervision is not None else None
-    summary.update(evaluate(run.model, scene, text_encoder, run.cfg, run.run_dir))
+    summary.update(evaluate(run.model, scene, _text_encoder(run), run.cfg, run.run_dir))
     _keep_previous(run.run_dir / "eval.json")
     write_json(run.run_dir / "eval.json", summary)
     writer.add_scalar("eval/psnr", summary["psnr"], run.cfg.trainer.max_steps)
 
 
 def train(cfg: DictConfig | TrainConfig, run_dir: Path, evaluate: Optional[Evaluate] = None,
-          overrides: Sequence[str] = ()) -> dict:
+          overrides: Sequence[str] = (), pictures: Optional[Pictures] = None) -> dict:
     """Train the model described by `cfg`, writing checkpoints, TensorBoard and eval into run_dir;
-    `evaluate` (when given) scores the trained model and its result goes to eval.json. With
+    `evaluate` (when given) scores the trained model and its result goes to eval.json; `pictures`
+    (when given) makes TensorBoard's progress pictures. With
     `resume=<run>` the run continues in its own directory with its own config, changed only by
     `overrides` (the command line's key=value list). The run directory is locked throughout."""
     cfg = to_typed(cfg)  # the schema rejects bad settings here, before any work
     check_resume_dir(cfg.resume)
     run_dir = Path(cfg.resume or run_dir).resolve()
     with run_lock(run_dir):
-        return _train_locked(cfg, run_dir, evaluate, overrides)
+        return _train_locked(cfg, run_dir, evaluate, overrides, pictures)
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, evaluate: Optional[Evaluate], overrides: Sequence[str]) -> dict:
+def _train_locked(cfg: TrainConfig, run_dir: Path, evaluate: Optional[Evaluate], overrides: Sequence[str],
+                  pictures: Optional[Pictures]) -> dict:
     run = setup(cfg, run_dir, overrides)
     if run.cfg.trainer.max_steps <= run.start:
         return _nothing_to_train(run)
@@ -338,7 +351,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, evaluate: Optional[Evaluate],
     writer = SummaryWriter(str(run.run_dir / "tensorboard"))
     tcfg = run.cfg.trainer
     try:
-        session_time = train_steps(run, writer)
+        session_time = train_steps(run, writer, pictures)
         if run.model.language is not None:
             _save_visibility(run)
         # Training time accumulates over resumes (setup and the final evaluation excluded).

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from lerf.config import RelevancyConfig
 from lerf.data.atomic import replace_atomically
-from lerf.data.cameras import Cameras
+from lerf.data.cameras import Cameras, project
 from lerf.data.contraction import from_unit_cube
-from lerf.query.points3d import visibility_counts
-from lerf.query.render import render_view
+from lerf.data.units import to_metres
+from lerf.model.render_view import render_view
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,29 @@ class VisibilityGrid:
         cell = (x_unit.clamp(0.0, 1.0) * g).long().clamp_max(g - 1)
         counts = self.counts.to(x_unit.device)
         return counts[cell[:, 2], cell[:, 1], cell[:, 0]] >= self.min_views
+
+
+def visibility_counts(points: Float[Tensor, "n 3"], cameras: Cameras, views: list[int],
+                      depth_m: Float[Tensor, "v h w"], scale_factor: float, rel_tol: float = 0.03,
+                      slack: float = 0.0) -> Int[Tensor, " n"]:
+    """How many of `views` see each point: inside the image, in front of the camera, and not
+    hidden — no deeper than that view's rendered depth, up to `rel_tol` (relative) plus `slack`
+    (normalised units).
+
+    `depth_m` holds each view's rendered camera-z depth in world units (`render_view`). Example:
+    a point on a surface, or in the free space before it, counts; one behind it does not.
+    """
+    counts = torch.zeros(points.shape[0], dtype=torch.long)
+    h, w = cameras.height, cameras.width
+    slack_m = to_metres(torch.tensor(slack), scale_factor)
+    for k, cam in enumerate(views):
+        u, v, z = project(cameras, cam, points)
+        inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        col = u.clamp(0, w - 1).long()
+        row = v.clamp(0, h - 1).long()
+        surface = depth_m[k][row, col]
+        counts += (inside & (to_metres(z, scale_factor) <= surface * (1 + rel_tol) + slack_m)).long()
+    return counts
 
 
 def cell_centres(resolution: int) -> Float[Tensor, "n 3"]:
