@@ -34,7 +34,7 @@ import torch
 
 from lerf.encoders.cache import load_or_build_clip_pyramid
 from lerf.encoders.factory import build_clip_encoder
-from lerf.encoders.pyramid import ClipPyramid, linspace_fracs, pyramid_grids
+from lerf.encoders.pyramid import ClipPyramid, PyramidInputs, linspace_fracs, pyramid_grids
 
 LERF_FRACS = linspace_fracs(0.05, 0.5, 7)  # LERF §3.1
 
@@ -91,17 +91,17 @@ def time_full_size_lookups(h: int, w: int, n_images: int, dim: int, rays: int) -
 def build_and_time(args, encoder, images) -> tuple[float, dict, dict, dict]:
     """Build the pyramid into a temporary cache; returns build seconds, file sizes, the sidecar,
     and lookup timings with the cache memory-mapped and in RAM."""
+    inputs = PyramidInputs(images, None, encoder, args.fracs)
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
-        load_or_build_clip_pyramid(cache_dir, images, None, encoder, args.fracs, batch_size=args.batch_size)
+        load_or_build_clip_pyramid(cache_dir, inputs, batch_size=args.batch_size)
         total_s = time.perf_counter() - start
         files = sorted(Path(cache_dir).iterdir())
         disk_bytes = {f.name: f.stat().st_size for f in files}
         sidecar = json.loads(next(f for f in files if f.suffix == ".json").read_text())
         lookups = {}
         for mode, in_memory in (("memmap", False), ("ram", True)):
-            pyr = load_or_build_clip_pyramid(cache_dir, images, None, encoder, args.fracs,
-                                             in_memory=in_memory, progress=False)
+            pyr = load_or_build_clip_pyramid(cache_dir, inputs, in_memory=in_memory, progress=False)
             lookups[mode] = time_lookups(pyr, args.images, args.height, args.width, args.rays)
     return total_s, disk_bytes, sidecar, lookups
 

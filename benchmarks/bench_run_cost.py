@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +38,9 @@ from benchmarks.common import machine, write_json  # noqa: E402
 from lerf.config import ModelConfig, SceneConfig  # noqa: E402
 from lerf.data.scene import load_scene  # noqa: E402
 from lerf.encoders.base import unit_normalise  # noqa: E402
-from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, npy_bytes  # noqa: E402
+from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps  # noqa: E402
 from lerf.encoders.dino import LOAD_SIZE, resized_hw  # noqa: E402
-from lerf.encoders.pyramid import linspace_fracs, pyramid_grids  # noqa: E402
+from lerf.encoders.pyramid import PyramidInputs, linspace_fracs, pyramid_grids  # noqa: E402
 from lerf.train.cost import estimate_run_cost  # noqa: E402
 
 LERF_HW = (738, 994)  # the LERF captures' image size (height, width)
@@ -91,6 +90,11 @@ class StandInDino:
         return pooled.permute(0, 2, 3, 1) @ self.proj
 
 
+def standin_pyramid(images: torch.Tensor) -> PyramidInputs:
+    """The stand-in CLIP's pyramid of `images`: LERF's 7 levels (§3.1)."""
+    return PyramidInputs(images, None, StandInClip(), linspace_fracs())
+
+
 def scene_config(capture: Path) -> SceneConfig:
     return SceneConfig(name="bench", kind="nerfstudio", path=str(capture), eval_every=0)
 
@@ -114,7 +118,7 @@ def load_phase(capture: Path, cache_dir: Path) -> dict:
     scene = load_scene(scene_config(capture))
     t_images = time.perf_counter() - t0
     rss_images = peak_rss_mb()
-    load_or_build_clip_pyramid(cache_dir, scene.images, None, StandInClip(), linspace_fracs(), progress=False)
+    load_or_build_clip_pyramid(cache_dir, standin_pyramid(scene.images), progress=False)
     load_or_build_dino_maps(cache_dir, scene.images, None, StandInDino(), progress=False)
     return {"rss_before_loading_mb": round(rss_start, 1), "load_images_s": round(t_images, 2), "peak_rss_after_images_mb": round(rss_images, 1),
             "load_all_s": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_rss_mb(), 1)}
@@ -124,8 +128,7 @@ def build_phase(capture: Path, cache_dir: Path) -> dict:
     scene = load_scene(scene_config(capture))
     n = scene.images.shape[0]
     t0 = time.perf_counter()
-    load_or_build_clip_pyramid(cache_dir, scene.images, None, StandInClip(), linspace_fracs(), batch_size=64,
-                               progress=False)
+    load_or_build_clip_pyramid(cache_dir, standin_pyramid(scene.images), batch_size=64, progress=False)
     t_clip = time.perf_counter() - t0
     t0 = time.perf_counter()
     load_or_build_dino_maps(cache_dir, scene.images, None, StandInDino(), progress=False)

@@ -1,4 +1,5 @@
 """Encoders (reference, OpenCLIP, DINO), their factory, and the feature cache."""
+import hashlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from lerf.encoders import cache as cache_mod
 from lerf.encoders.base import WeightsNotFoundError
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
 from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
+from lerf.encoders.pyramid import PyramidInputs
 from lerf.demo.reference import PART_SHARE, ReferenceClipEncoder, ReferenceDinoEncoder
 
 LABELS = {1: "table", 2: "red mug", 3: "blue book"}
@@ -39,8 +41,8 @@ HIER = flat_hierarchy(LABELS)
 
 def build_pyr(cache_dir, images, ids, enc, fracs, **kw):
     """The cached pyramid with every pixel 1 cm wide (5-px crops are 5 cm: object scale)."""
-    return load_or_build_clip_pyramid(cache_dir, images, ids, enc, fracs,
-                                      px_m=torch.full(ids.shape, 0.01), **kw)
+    inputs = PyramidInputs(images, ids, enc, fracs, px_m=torch.full(ids.shape, 0.01))
+    return load_or_build_clip_pyramid(cache_dir, inputs, **kw)
 
 
 def test_reference_vectors_identical_across_processes():
@@ -262,6 +264,63 @@ def test_cached_pyramid_answers_object_queries(tmp_path):
     out = pyr.lookup(torch.tensor([0]), torch.tensor([48.0]), torch.tensor([30.0]), torch.tensor([0.1]))
     sims = torch.nn.functional.normalize(out, dim=-1) @ enc.encode_text(list(LABELS.values())).T
     assert sims.argmax().item() == 1 and sims[0, 1] > 0.99
+
+
+class PinClip:
+    """The smallest CLIP stand-in, with a cache key short enough to write out below."""
+    name, embed_dim, input_px, device = "pin_clip", 2, 4, torch.device("cpu")
+
+    def cache_key(self) -> dict:
+        return {"encoder": "pin_clip", "dim": 2}
+
+    def encode_crops(self, rgb, ids=None, crop_m=None):
+        return rgb.mean(dim=(2, 3))[:, :2]
+
+    def encode_text(self, texts):
+        raise NotImplementedError
+
+
+def blake2b_hex(size: int, *chunks: bytes) -> str:
+    h = hashlib.blake2b(digest_size=size)
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("demo", [False, True])
+def test_clip_cache_key_and_file_names_are_pinned(tmp_path, demo):
+    """Users' pyramids on disk stay valid only while the key and the file name are computed exactly
+    as when they were written. Expected values are derived here from cache.py's rules, with
+    hashlib, not from the code under test (nor copied from a run):
+    - digest: BLAKE2b-128 over each stack, as "<shape tuple><torch dtype>" then each image's
+      C-order bytes; an absent id mask hashes b"none"; an absent px_m hashes nothing (it came
+      later, so that keys without it did not change);
+    - key: FORMAT_VERSION 1, kind, the encoder's own cache_key(), image count/size/dtype,
+      has_ids, crop fractions as a list of floats, stride scaler;
+    - file stem: clip_pyramid_<encoder name>_<BLAKE2b-32 of the sorted-key JSON of the grid>."""
+    images = (torch.arange(2 * 3 * 4 * 3) % 256).to(torch.uint8).reshape(2, 3, 4, 3)
+    ids = torch.tensor([[0, 1, 1, 2]] * 3).repeat(2, 1, 1) if demo else None  # int64 (2, 3, 4)
+    px_m = torch.full((2, 3, 4), 0.01) if demo else None  # float32
+    inputs = PyramidInputs(images, ids, PinClip(), [0.5, 1.0], 0.5, px_m)
+
+    stacks = [b"(2, 3, 4, 3)torch.uint8", images[0].numpy().tobytes(), images[1].numpy().tobytes()]
+    if demo:
+        stacks += [b"(2, 3, 4)torch.int64", ids[0].numpy().tobytes(), ids[1].numpy().tobytes(),
+                   b"(2, 3, 4)torch.float32", px_m[0].numpy().tobytes(), px_m[1].numpy().tobytes()]
+    else:
+        stacks += [b"none"]
+    expected_key = {"format_version": 1, "kind": "clip_pyramid", "encoder": {"encoder": "pin_clip", "dim": 2},
+                    "images": {"count": 2, "height": 3, "width": 4, "dtype": "torch.uint8", "has_ids": demo,
+                               "digest": blake2b_hex(16, *stacks)},
+                    "crop_fracs": [0.5, 1.0], "stride_scaler": 0.5}
+    stem = "clip_pyramid_pin_clip_" + blake2b_hex(4, b'{"crop_fracs": [0.5, 1.0], "stride_scaler": 0.5}')
+
+    assert cache_mod.clip_cache_key(inputs) == expected_key
+    assert cache_mod.clip_cache_paths(tmp_path, inputs) == (tmp_path / f"{stem}.npy", tmp_path / f"{stem}.json")
+    load_or_build_clip_pyramid(tmp_path, inputs, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.json", f"{stem}.npy"]
+    assert json.loads((tmp_path / f"{stem}.json").read_text())["key"] == expected_key
+    assert cache_mod.clip_cache_current(tmp_path, inputs)
 
 
 def test_dino_cache_roundtrip(tmp_path):

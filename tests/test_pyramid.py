@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lerf.encoders.interp import axis_lerp, uniform_axis_lerp
-from lerf.encoders.pyramid import (ClipPyramid, DinoMaps, LevelGrid, build_clip_pyramid,
+from lerf.encoders.pyramid import (ClipPyramid, DinoMaps, LevelGrid, PyramidInputs, build_clip_pyramid,
                                    build_dino_maps, crop_positions, level_grid, linspace_fracs,
                                    pyramid_grids, stride_ratio)
 from lerf.demo.reference import ReferenceDinoEncoder
@@ -175,7 +175,7 @@ def ramp_images(n, h, w):
 def test_build_places_each_crop_at_its_centre_and_batches_invariantly():
     h, w = 40, 64
     spy = PositionSpy()
-    pyr = build_clip_pyramid(ramp_images(2, h, w), None, spy, [0.2, 0.5], batch_size=7, progress=False)
+    pyr = build_clip_pyramid(PyramidInputs(ramp_images(2, h, w), None, spy, [0.2, 0.5]), batch_size=7, progress=False)
     assert max(spy.calls) == 7 and sum(spy.calls) == pyr.features.shape[0]
     g = torch.Generator().manual_seed(0)
     for lv in pyr.levels:
@@ -190,14 +190,14 @@ def test_build_places_each_crop_at_its_centre_and_batches_invariantly():
     v = torch.rand(50, generator=g) * 10 + 15
     out = pyr.lookup(torch.zeros(50, dtype=torch.long), u, v, torch.full((50,), 0.35))
     assert np.allclose(out.numpy(), torch.stack([u / w, v / h], 1).numpy(), atol=2e-3)
-    again = build_clip_pyramid(ramp_images(2, h, w), None, PositionSpy(), [0.2, 0.5], batch_size=1000,
+    again = build_clip_pyramid(PyramidInputs(ramp_images(2, h, w), None, PositionSpy(), [0.2, 0.5]), batch_size=1000,
                                progress=False)
     assert np.array_equal(again.features, pyr.features)
 
 
 def test_uint8_images_are_scaled_to_unit_range():
     img = (ramp_images(1, 20, 20) * 255).round().to(torch.uint8)
-    pyr = build_clip_pyramid(img, None, PositionSpy(), [0.5], progress=False)
+    pyr = build_clip_pyramid(PyramidInputs(img, None, PositionSpy(), [0.5]), progress=False)
     assert 0 < pyr.features.max() <= 1
 
 
@@ -249,8 +249,9 @@ def test_pyramid_passes_each_crops_physical_size():
     h, w = 40, 64
     px_m = torch.full((1, h, w), 0.002)
     px_m[:, :, w // 2:] = 0.004  # the right half is twice as far away
-    pyr = build_clip_pyramid(ramp_images(1, h, w), torch.zeros(1, h, w, dtype=torch.long), ExtentSpy(), [0.2, 0.5],
-                             progress=False, px_m=px_m)
+    inputs = PyramidInputs(ramp_images(1, h, w), torch.zeros(1, h, w, dtype=torch.long), ExtentSpy(), [0.2, 0.5],
+                           px_m=px_m)
+    pyr = build_clip_pyramid(inputs, progress=False)
     for lv in pyr.levels:
         left = pyr.lookup(torch.zeros(1, dtype=torch.long), torch.tensor([lv.centres_u[0]]).float(),
                           torch.tensor([lv.centres_v[0]]).float(), torch.tensor([lv.crop_frac]))

@@ -15,6 +15,7 @@ from lerf.apps.cli import is_user_error
 from lerf.config import ModelConfig
 from lerf.data.atomic import pid_alive, remove_stale_temporaries, temp_owner, temp_path
 from lerf.encoders.cache import RAM_THRESHOLD_BYTES, load_or_build_clip_pyramid
+from lerf.encoders.pyramid import PyramidInputs
 from lerf.train.cost import (CUDA_CONTEXT_BYTES, ResourceError, activation_bytes, available_ram_bytes, cache_bytes, check_resources,
                              estimate_run_cost, free_disk_bytes)
 
@@ -142,7 +143,7 @@ class MeanColour:
 def test_opening_the_cache_removes_a_killed_builds_temporary(tmp_path):
     stale = temporary(tmp_path, "clip_pyramid_mean_colour_0123abcd", dead_pid(), age_s=3600)
     images = torch.rand(2, 16, 16, 3)
-    pyramid = load_or_build_clip_pyramid(tmp_path, images, None, MeanColour(), [1.0], progress=False)
+    pyramid = load_or_build_clip_pyramid(tmp_path, PyramidInputs(images, None, MeanColour(), [1.0]), progress=False)
     assert not stale.exists()
     assert np.asarray(pyramid.features).shape == (2, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(

@@ -44,8 +44,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lerf.data.atomic import remove_stale_temporaries, replace_atomically, write_json
-from lerf.encoders.base import ClipEncoder, DenseEncoder
-from lerf.encoders.pyramid import (STORE_DTYPE, ClipPyramid, DinoMaps, Images, LevelGrid,
+from lerf.encoders.base import DenseEncoder
+from lerf.encoders.pyramid import (STORE_DTYPE, ClipPyramid, DinoMaps, Images, LevelGrid, PyramidInputs,
                                    build_clip_pyramid, build_dino_maps, pyramid_grids)
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,14 @@ def images_key(images: Images, ids: Optional[Int[Tensor, "n h w"]],
             "has_ids": ids is not None, "digest": images_digest(images, ids, px_m)}
 
 
-def clip_cache_key(images: Images, ids: Optional[Int[Tensor, "n h w"]], encoder: ClipEncoder,
-                   crop_fracs: Sequence[float], stride_scaler: float,
-                   px_m: Optional[Float[Tensor, "n h w"]] = None) -> dict:
+def clip_cache_key(inputs: PyramidInputs) -> dict:
+    """Everything that determines the pyramid's numbers (module docstring). Caches on disk hold
+    this dict: changing what goes in (or how) invalidates every user's pyramid."""
     return _jsonable({"format_version": FORMAT_VERSION, "kind": "clip_pyramid",
-                      "encoder": encoder.cache_key(), "images": images_key(images, ids, px_m),
-                      "crop_fracs": [float(f) for f in crop_fracs], "stride_scaler": float(stride_scaler)})
+                      "encoder": inputs.encoder.cache_key(),
+                      "images": images_key(inputs.images, inputs.ids, inputs.px_m),
+                      "crop_fracs": [float(f) for f in inputs.crop_fracs],
+                      "stride_scaler": float(inputs.stride_scaler)})
 
 
 def dino_cache_key(images: Images, ids: Optional[Int[Tensor, "n h w"]], encoder: DenseEncoder) -> dict:
@@ -133,6 +135,11 @@ def clip_cache_stem(encoder_name: str, crop_fracs: Sequence[float], stride_scale
     return f"clip_pyramid_{encoder_name}_{hashlib.blake2b(grid.encode(), digest_size=4).hexdigest()}"
 
 
+def clip_cache_paths(cache_dir: str | Path, inputs: PyramidInputs) -> tuple[Path, Path]:
+    """Data and sidecar paths of these inputs' pyramid (named by encoder and crop grid)."""
+    return cache_paths(cache_dir, clip_cache_stem(inputs.encoder.name, inputs.crop_fracs, inputs.stride_scaler))
+
+
 def _adopt_legacy(cache_dir: Path, encoder_name: str, data_path: Path, sidecar_path: Path, key: dict) -> None:
     """Rename a pyramid cached under the old name (no grid digest) when it holds exactly this key."""
     old_data, old_sidecar = cache_paths(cache_dir, f"clip_pyramid_{encoder_name}")
@@ -160,12 +167,9 @@ def sidecar_matches(sidecar_path: Path, key: dict) -> bool:
         return False
 
 
-def clip_cache_current(cache_dir: str | Path, images: Images, ids: Optional[Int[Tensor, "n h w"]],
-                       encoder: ClipEncoder, crop_fracs: Sequence[float], stride_scaler: float,
-                       px_m: Optional[Float[Tensor, "n h w"]] = None) -> bool:
-    """Whether `load_or_build_clip_pyramid` with these arguments would load instead of build."""
-    _, sidecar = cache_paths(cache_dir, clip_cache_stem(encoder.name, crop_fracs, stride_scaler))
-    return sidecar_matches(sidecar, clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler, px_m))
+def clip_cache_current(cache_dir: str | Path, inputs: PyramidInputs) -> bool:
+    """Whether `load_or_build_clip_pyramid` of these inputs would load instead of build."""
+    return sidecar_matches(clip_cache_paths(cache_dir, inputs)[1], clip_cache_key(inputs))
 
 
 def dino_cache_current(cache_dir: str | Path, images: Images, ids: Optional[Int[Tensor, "n h w"]],
@@ -264,30 +268,27 @@ def open_cache_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir)
 
 
-def load_or_build_clip_pyramid(cache_dir: str | Path, images: Images, ids: Optional[Int[Tensor, "n h w"]],
-                               encoder: ClipEncoder, crop_fracs: Sequence[float], batch_size: int = 64,
-                               stride_scaler: float = 0.5, in_memory: Optional[bool] = None, progress: bool = True,
-                               px_m: Optional[Float[Tensor, "n h w"]] = None) -> ClipPyramid:
-    """The cached pyramid if its key matches, else build it (calling the encoder) and cache it.
-    The arguments are `build_clip_pyramid`'s (`px_m`: metres per pixel, demo scene only), plus
-    the folder and `in_memory` (module docstring)."""
-    n, h, w = images.shape[:3]
+def load_or_build_clip_pyramid(cache_dir: str | Path, inputs: PyramidInputs, batch_size: int = 64,
+                               in_memory: Optional[bool] = None, progress: bool = True) -> ClipPyramid:
+    """The cached pyramid of `inputs` if its key matches, else build it (`build_clip_pyramid`,
+    calling the encoder) and cache it. `in_memory`: see the module docstring."""
+    n, h, w = inputs.images.shape[:3]
     cache_dir = open_cache_dir(cache_dir)
-    key = clip_cache_key(images, ids, encoder, crop_fracs, stride_scaler, px_m)
-    levels = pyramid_grids(h, w, crop_fracs, stride_scaler)
-    data_path, sidecar_path = cache_paths(cache_dir, clip_cache_stem(encoder.name, crop_fracs, stride_scaler))
-    _adopt_legacy(cache_dir, encoder.name, data_path, sidecar_path, key)
+    key = clip_cache_key(inputs)
+    levels = inputs.levels()
+    data_path, sidecar_path = clip_cache_paths(cache_dir, inputs)
+    _adopt_legacy(cache_dir, inputs.encoder.name, data_path, sidecar_path, key)
     found = read_valid(data_path, sidecar_path, key, in_memory)
     if found is not None and found[1].get("levels") == _levels_json(levels):
         log.info("CLIP pyramid loaded from %s", data_path)
-        return ClipPyramid(found[0], tuple(levels), n, (h, w))
+        return inputs.pyramid(found[0])
     if found is not None:
         log.info("Cache %s was built with another crop grid: rebuilding", data_path)
-    shape = clip_pyramid_shape(n, h, w, crop_fracs, stride_scaler, encoder.embed_dim)
-    write_atomic(data_path, sidecar_path, shape, lambda out: build_clip_pyramid(
-        images, ids, encoder, crop_fracs, batch_size, stride_scaler, out=out, progress=progress, px_m=px_m),
-        {"key": key, "levels": _levels_json(levels)})
-    return ClipPyramid(reread(data_path, sidecar_path, key, in_memory), tuple(levels), n, (h, w))
+    shape = clip_pyramid_shape(n, h, w, inputs.crop_fracs, inputs.stride_scaler, inputs.encoder.embed_dim)
+    write_atomic(data_path, sidecar_path, shape,
+                 lambda out: build_clip_pyramid(inputs, batch_size, out=out, progress=progress),
+                 {"key": key, "levels": _levels_json(levels)})
+    return inputs.pyramid(reread(data_path, sidecar_path, key, in_memory))
 
 
 def load_or_build_dino_maps(

@@ -258,39 +258,66 @@ def _full_batches(bufs: list[list[Tensor]], batch_size: int, final: bool):
         b[:] = [x[n_out:]] if x is not None and n_out < total else []
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: == of tensors is elementwise, not a bool
+class PyramidInputs:
+    """What a CLIP pyramid's numbers are computed from, hence its cache's identity
+    (`lerf.encoders.cache.clip_cache_key`): the images, what the encoder reads beside the pixels,
+    the encoder, and the crop grid. How it is computed or kept (batch size, progress bar, output
+    array, memmap or RAM) is not part of it: those stay keyword arguments of the functions.
+
+    `ids`: per-pixel ids the encoder may read (the demo's part ids; a real scene's object ids or
+    None). `px_m`: metres per pixel (camera-z depth / focal, demo scene only), from which each
+    crop's physical side reaches the encoder as `crop_m`. `crop_fracs`: crop sides as fractions
+    of the image height, strictly increasing; `stride_scaler`: see `stride_ratio`.
+    """
+    images: Images
+    ids: Optional[Int[Tensor, "n h w"]]
+    encoder: ClipEncoder
+    crop_fracs: Sequence[float]  # stored as a tuple
+    stride_scaler: float = 0.5
+    px_m: Optional[Float[Tensor, "n h w"]] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "crop_fracs", tuple(float(f) for f in self.crop_fracs))  # immutable
+
+    def levels(self) -> tuple[LevelGrid, ...]:
+        """The crop grid of every level on these images (module docstring has the rule)."""
+        h, w = self.images.shape[1:3]
+        return tuple(pyramid_grids(h, w, self.crop_fracs, self.stride_scaler))
+
+    def pyramid(self, features: np.ndarray | Tensor) -> ClipPyramid:
+        """These inputs' pyramid with `features` as its rows (just built, or read from a cache)."""
+        n, h, w = self.images.shape[:3]
+        return ClipPyramid(features, self.levels(), n, (h, w))
+
+
 def build_clip_pyramid(
-    images: Images,
-    ids: Optional[Int[Tensor, "n h w"]],
-    encoder: ClipEncoder,
-    crop_fracs: Sequence[float],
+    inputs: PyramidInputs,
     batch_size: int = 64,
-    stride_scaler: float = 0.5,
     out: Optional[np.ndarray] = None,
     progress: bool = True,
-    px_m: Optional[Float[Tensor, "n h w"]] = None,
 ) -> ClipPyramid:
-    """Embed every crop of every level (see module docstring) with `encoder`, batched.
+    """Embed every crop of every level (see module docstring) with `inputs.encoder`, batched.
 
     `out`: an optional preallocated (cells, d) array (e.g. a memmap of the cache file being
-    written) to fill instead of allocating one in RAM. `px_m`: metres per pixel (demo scene
-    only), from which each crop's physical size is passed to the encoder as `crop_m`.
+    written) to fill instead of allocating one in RAM.
     """
-    n, h, w = images.shape[:3]
-    levels = tuple(pyramid_grids(h, w, crop_fracs, stride_scaler))
-    total = n * sum(lv.cells_per_image for lv in levels)
+    encoder, levels = inputs.encoder, inputs.levels()
+    total = inputs.images.shape[0] * sum(lv.cells_per_image for lv in levels)
     if out is None:
         out = np.empty((total, encoder.embed_dim), dtype=STORE_DTYPE)
     if out.shape != (total, encoder.embed_dim):
         raise ValueError(f"out has shape {out.shape}, expected {(total, encoder.embed_dim)}")
     done = 0
+    batches = iter_crop_batches(inputs.images, inputs.ids, levels, encoder.input_px, batch_size, inputs.px_m)
     with tqdm(total=total, desc=f"CLIP pyramid ({encoder.name})", unit="crop", disable=not progress) as bar:
-        for rgb, crop_ids, crop_m in iter_crop_batches(images, ids, levels, encoder.input_px, batch_size, px_m):
+        for rgb, crop_ids, crop_m in batches:
             emb = encoder.encode_crops(rgb, crop_ids) if crop_m is None else encoder.encode_crops(rgb, crop_ids, crop_m)
             out[done:done + len(rgb)] = emb.detach().cpu().numpy().astype(out.dtype)
             done += len(rgb)
             bar.update(len(rgb))
     assert done == total, (done, total)
-    return ClipPyramid(out, levels, n, (h, w))
+    return inputs.pyramid(out)
 
 
 @dataclass(frozen=True)

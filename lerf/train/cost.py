@@ -33,6 +33,7 @@ from lerf.data.scene import SceneData
 from lerf.encoders.cache import (RAM_THRESHOLD_BYTES, clip_cache_current, clip_pyramid_shape, dino_cache_current,
                                  dino_maps_shape, npy_bytes, open_cache_dir)
 from lerf.encoders.factory import dino_ids_for, pyramid_crop_fracs
+from lerf.encoders.pyramid import PyramidInputs
 from lerf.train.supervision import Encoders, clip_inputs, feature_cache_dir
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,8 @@ def run_cost(cfg: TrainConfig, scene: SceneData, encoders: Encoders, model: torc
     fracs, stride = pyramid_crop_fracs(cfg), cfg.encoder.pyramid_stride_scaler
     clip_ids, px_m = clip_inputs(cfg, scene)
     dino = encoders.dino
-    cached = (clip_cache_current(cache_dir, scene.images, clip_ids, encoders.clip, fracs, stride, px_m),
+    clip_pyramid = PyramidInputs(scene.images, clip_ids, encoders.clip, fracs, stride, px_m)
+    cached = (clip_cache_current(cache_dir, clip_pyramid),
               dino is None or dino_cache_current(cache_dir, scene.images, dino_ids_for(cfg, scene), dino))
     return estimate_run_cost(
         n, h, w, fracs, stride, encoders.clip.embed_dim, dino_maps_shape(n, h, w, dino) if dino else None,

@@ -16,6 +16,7 @@ from lerf.data.scene import SceneData
 from lerf.data.units import metres_per_pixel
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
 from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_crop_fracs
+from lerf.encoders.pyramid import PyramidInputs
 from lerf.data.scale_modes import ScaleRange, TrainingCrops, scale_unit, training_scales
 from lerf.model import LerfModel
 from lerf.train.rays import spread_indices
@@ -78,9 +79,9 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device,
     images = scene.images  # uint8: a quarter of the memory of floats
     cache_dir = feature_cache_dir(cfg, scene)
     clip_ids, px_m = clip_inputs(cfg, scene)
-    pyramid = load_or_build_clip_pyramid(cache_dir, images, clip_ids, encoders.clip, pyramid_crop_fracs(cfg),
-                                         batch_size=cfg.encoder.batch_size,
-                                         stride_scaler=cfg.encoder.pyramid_stride_scaler, px_m=px_m)
+    inputs = PyramidInputs(images, clip_ids, encoders.clip, pyramid_crop_fracs(cfg), cfg.encoder.pyramid_stride_scaler,
+                           px_m)
+    pyramid = load_or_build_clip_pyramid(cache_dir, inputs, batch_size=cfg.encoder.batch_size)
     pyramid = _on_device(pyramid, device)
     dino_maps = None
     if encoders.dino is not None:
