@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from lerf.config import TrainConfig
 from lerf.data.units import crop_frac_for_scale, metres_per_pixel
-from lerf.encoders.factory import pyramid_crop_fracs
-from lerf.encoders.pyramid import PyramidInputs, build_clip_pyramid
+from lerf.encoders.factory import pyramid_inputs
+from lerf.encoders.pyramid import build_clip_pyramid
 from lerf.evaluation.localization import localize, summarize_localization
 from lerf.evaluation.report import write_report
 from lerf.evaluation.run_eval import labelled_views
@@ -42,8 +42,7 @@ def supervision_embeddings(encoder, scene, cfg: TrainConfig, cam: int, scales_m:
         raise ValueError(f"the oracle needs the demo scene's part ids and depths; {scene.root} has none")
     h, w = scene.height, scene.width
     px_m = metres_per_pixel(scene.demo.depth_z_m[[cam]], scene.cameras.fy_px[[cam]])[0]
-    inputs = PyramidInputs(scene.images[[cam]], scene.demo.part_ids[[cam]], encoder, pyramid_crop_fracs(cfg),
-                           cfg.encoder.pyramid_stride_scaler, px_m[None])
+    inputs = pyramid_inputs(cfg, scene.images[[cam]], scene.demo.part_ids[[cam]], encoder, px_m[None])
     pyramid = build_clip_pyramid(inputs, batch_size=cfg.encoder.batch_size, progress=False)
     v, u = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     image = torch.zeros(h * w, dtype=torch.long)

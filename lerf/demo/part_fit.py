@@ -33,8 +33,8 @@ from lerf.config import TrainConfig
 from lerf.data.atomic import write_json, write_text
 from lerf.data.cameras import camera_rays
 from lerf.data.units import crop_frac_for_scale, depth_m_to_ray_t, metres_per_pixel
-from lerf.encoders.factory import pyramid_crop_fracs
-from lerf.encoders.pyramid import ClipPyramid, PyramidInputs, build_clip_pyramid
+from lerf.encoders.factory import pyramid_inputs
+from lerf.encoders.pyramid import ClipPyramid, build_clip_pyramid
 from lerf.query.outputs import check_writable
 from lerf.query.relevancy import TextEmbeddings, relevancy
 from lerf.query.run import load_run
@@ -153,8 +153,7 @@ def training_pyramid(encoder, scene, cfg: TrainConfig) -> tuple[ClipPyramid, Flo
         raise ValueError(f"the part fit needs the demo scene's part ids, depths and hierarchy; {scene.root} has none")
     idx = list(scene.train_idx)
     px_m = metres_per_pixel(scene.demo.depth_z_m[idx], scene.cameras.fy_px[idx])
-    inputs = PyramidInputs(scene.images[idx], scene.demo.part_ids[idx], encoder, pyramid_crop_fracs(cfg),
-                           cfg.encoder.pyramid_stride_scaler, px_m)
+    inputs = pyramid_inputs(cfg, scene.images[idx], scene.demo.part_ids[idx], encoder, px_m)
     pyramid = build_clip_pyramid(inputs, batch_size=cfg.encoder.batch_size, progress=False)
     return pyramid, px_m
 

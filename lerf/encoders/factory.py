@@ -11,14 +11,16 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import hydra.utils
 import torch
+from jaxtyping import Float, Int
+from torch import Tensor
 
 from lerf.config import TrainConfig
 from lerf.encoders.base import ClipEncoder, DenseEncoder
-from lerf.encoders.pyramid import linspace_fracs
+from lerf.encoders.pyramid import Images, PyramidInputs, linspace_fracs
 
 
 def _openclip(**options: Any) -> ClipEncoder:
@@ -109,3 +111,9 @@ def pyramid_crop_fracs(cfg: TrainConfig) -> list[float]:
     7 levels, linearly spaced as the authors' torch.linspace."""
     e = cfg.encoder
     return linspace_fracs(e.pyramid_min_frac, e.pyramid_max_frac, e.pyramid_levels)
+
+
+def pyramid_inputs(cfg: TrainConfig, images: Images, ids: Optional[Int[Tensor, "n h w"]], encoder: ClipEncoder,
+                   px_m: Optional[Float[Tensor, "n h w"]] = None) -> PyramidInputs:
+    """The CLIP pyramid a run's config names (crop grid and stride) on `images`."""
+    return PyramidInputs(images, ids, encoder, pyramid_crop_fracs(cfg), cfg.encoder.pyramid_stride_scaler, px_m)

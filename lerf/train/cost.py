@@ -32,9 +32,8 @@ from lerf.config import GridConfig, ModelConfig, TrainConfig
 from lerf.data.scene import SceneData
 from lerf.encoders.cache import (RAM_THRESHOLD_BYTES, clip_cache_current, clip_pyramid_shape, dino_cache_current,
                                  dino_maps_shape, npy_bytes, open_cache_dir)
-from lerf.encoders.factory import dino_ids_for, pyramid_crop_fracs
-from lerf.encoders.pyramid import PyramidInputs
-from lerf.train.supervision import Encoders, clip_inputs, feature_cache_dir
+from lerf.encoders.factory import dino_ids_for
+from lerf.train.supervision import Encoders, clip_pyramid_inputs, feature_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -203,10 +202,9 @@ def run_cost(cfg: TrainConfig, scene: SceneData, encoders: Encoders, model: torc
     """The run's cost from its config, its loaded scene, its built encoders and model."""
     n, h, w = scene.images.shape[:3]
     cache_dir = feature_cache_dir(cfg, scene)
-    fracs, stride = pyramid_crop_fracs(cfg), cfg.encoder.pyramid_stride_scaler
-    clip_ids, px_m = clip_inputs(cfg, scene)
+    clip_pyramid = clip_pyramid_inputs(cfg, scene, encoders.clip)
+    fracs, stride = clip_pyramid.crop_fracs, clip_pyramid.stride_scaler
     dino = encoders.dino
-    clip_pyramid = PyramidInputs(scene.images, clip_ids, encoders.clip, fracs, stride, px_m)
     cached = (clip_cache_current(cache_dir, clip_pyramid),
               dino is None or dino_cache_current(cache_dir, scene.images, dino_ids_for(cfg, scene), dino))
     return estimate_run_cost(

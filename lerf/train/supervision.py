@@ -15,7 +15,8 @@ from lerf.config import TrainConfig
 from lerf.data.scene import SceneData
 from lerf.data.units import metres_per_pixel
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
-from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_crop_fracs
+from lerf.encoders.base import ClipEncoder
+from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_inputs
 from lerf.encoders.pyramid import PyramidInputs
 from lerf.data.scale_modes import ScaleRange, TrainingCrops, scale_unit, training_scales
 from lerf.model import LerfModel
@@ -60,12 +61,14 @@ def build_encoders(cfg: TrainConfig, scene: SceneData, device: torch.device) -> 
     return Encoders(clip_encoder_for(cfg, scene, device), dino)
 
 
-def clip_inputs(cfg: TrainConfig, scene: SceneData) -> tuple[Optional[Tensor], Optional[Tensor]]:
-    """The id masks and metres-per-pixel maps the CLIP encoder reads: the demo instrument reads
-    parts and physical crop sizes; real encoders read neither (a real scene has no ids)."""
+def clip_pyramid_inputs(cfg: TrainConfig, scene: SceneData, encoder: ClipEncoder) -> PyramidInputs:
+    """The run's CLIP pyramid of the scene's images. Beside the pixels, the demo instrument reads
+    part ids and metres per pixel (physical crop sizes); real encoders read neither (a real scene
+    has no ids)."""
     if cfg.encoder.clip == "reference":
-        return scene.demo.part_ids, metres_per_pixel(scene.demo.depth_z_m, scene.cameras.fy_px)
-    return scene.object_ids, None
+        px_m = metres_per_pixel(scene.demo.depth_z_m, scene.cameras.fy_px)
+        return pyramid_inputs(cfg, scene.images, scene.demo.part_ids, encoder, px_m)
+    return pyramid_inputs(cfg, scene.images, scene.object_ids, encoder)
 
 
 def feature_cache_dir(cfg: TrainConfig, scene: SceneData) -> Path:
@@ -78,10 +81,8 @@ def build_supervision(cfg: TrainConfig, scene: SceneData, device: torch.device,
     encoders = encoders or build_encoders(cfg, scene, device)
     images = scene.images  # uint8: a quarter of the memory of floats
     cache_dir = feature_cache_dir(cfg, scene)
-    clip_ids, px_m = clip_inputs(cfg, scene)
-    inputs = PyramidInputs(images, clip_ids, encoders.clip, pyramid_crop_fracs(cfg), cfg.encoder.pyramid_stride_scaler,
-                           px_m)
-    pyramid = load_or_build_clip_pyramid(cache_dir, inputs, batch_size=cfg.encoder.batch_size)
+    pyramid = load_or_build_clip_pyramid(cache_dir, clip_pyramid_inputs(cfg, scene, encoders.clip),
+                                         batch_size=cfg.encoder.batch_size)
     pyramid = _on_device(pyramid, device)
     dino_maps = None
     if encoders.dino is not None:
