@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from lerf.model.checkpoint import load_checkpoint
 from lerf.config import ModelConfig, OptimConfig
 from lerf.data.cameras import Cameras, camera_rays, image_pixels
 from lerf.data.pose_refinement import (PoseRefinement, compose, mean_correction, pin_gauge, rotation_angle_deg, so3_exp,
                                        so3xr3_exp)
 from lerf.fields.appearance import AppearanceEmbedding
 from lerf.model import LerfModel, SceneGeometry
+from lerf.model.checkpoint import load_checkpoint
 from lerf.model.render_view import render_view
 from lerf.train.optim import build_optimizer
 from tests.helpers import tiny_config

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from lerf.demo.reference import PART_SHARE, ReferenceClipEncoder, ReferenceDinoEncoder
 from lerf.encoders import cache as cache_mod
 from lerf.encoders.base import WeightsNotFoundError
 from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps
 from lerf.encoders.factory import build_clip_encoder, build_dino_encoder
 from lerf.encoders.pyramid import PyramidInputs
-from lerf.demo.reference import PART_SHARE, ReferenceClipEncoder, ReferenceDinoEncoder
 
 LABELS = {1: "table", 2: "red mug", 3: "blue book"}
 CANONICAL = ["object", "things", "stuff", "texture"]

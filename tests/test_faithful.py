@@ -9,10 +9,10 @@ from torch import nn
 
 from lerf.config import GridConfig, LanguageConfig, ModelConfig, ProposalConfig, RelevancyConfig
 from lerf.data.cameras import Cameras
-from lerf.model import SceneGeometry, build_model
-from lerf.query.relevancy import query_samples, relevancy, share_weighted
-from lerf.model.visibility import VisibilityGrid, visibility_grid_counts
 from lerf.data.scale_modes import ScaleRange, TrainingCrops, training_scales
+from lerf.model import SceneGeometry, build_model
+from lerf.model.visibility import VisibilityGrid, visibility_grid_counts
+from lerf.query.relevancy import query_samples, relevancy, share_weighted
 
 SMALL = GridConfig(num_levels=2, features_per_level=2, log2_hashmap_size=8, base_resolution=4, max_resolution=8)
 

@@ -23,13 +23,13 @@ import numpy as np
 import pytest
 import torch
 
-from lerf.model import checkpoint as ckpt
-from lerf.model.checkpoint import CheckpointError, NonFiniteError, checkpoint_files, load_checkpoint
 from lerf.apps.cli import run as run_cli
 from lerf.config import TrainConfig, to_typed
 from lerf.data.atomic import DiskFullError, replace_atomically, write_json
 from lerf.data.nerfstudio import SceneFormatError, read_nerfstudio
 from lerf.encoders.cache import scene_cache_dir
+from lerf.model import checkpoint as ckpt
+from lerf.model.checkpoint import CheckpointError, NonFiniteError, checkpoint_files, load_checkpoint
 from lerf.query.outputs import prompt_dirname
 from lerf.train.runlock import RunInUseError, run_lock
 from lerf.train.trainer import train

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lerf.model.checkpoint import checkpoint_files
 from lerf.config import RelevancyConfig
+from lerf.model.checkpoint import checkpoint_files
 from lerf.query.engine import QueryEngine
 from lerf.query.relevancy import best_scale, relevancy, scale_values
 from lerf.query.run import load_run

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from lerf.demo.reference import ReferenceDinoEncoder
 from lerf.encoders.interp import axis_lerp, uniform_axis_lerp
 from lerf.encoders.pyramid import (ClipPyramid, DinoMaps, LevelGrid, PyramidInputs, build_clip_pyramid,
                                    build_dino_maps, crop_positions, level_grid, linspace_fracs,
                                    pyramid_grids, stride_ratio)
-from lerf.demo.reference import ReferenceDinoEncoder
 
 
 # ---------------------------------------------------------------- crop grid

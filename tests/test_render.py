@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from lerf.train.losses import distortion_loss, interlevel_loss, outer_weights
 from lerf.render.sampling import intersect_box, sample_pdf, spacing_to_t, uniform_bins
 from lerf.render.volume import add_background, composite, expected_depth, render_weights
+from lerf.train.losses import distortion_loss, interlevel_loss, outer_weights
 
 
 def test_render_weights_worked_example():

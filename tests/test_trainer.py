@@ -6,8 +6,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lerf.model.checkpoint import checkpoint_files, load_checkpoint
 from lerf.evaluation.after_training import evaluate_trained
+from lerf.model.checkpoint import checkpoint_files, load_checkpoint
 from lerf.train.optim import lr_factor
 from lerf.train.trainer import RunDirError, train
 from tests.helpers import CONF_DIR, tiny_config

@@ -22,9 +22,9 @@ from omegaconf import MISSING
 
 from lerf.apps import repo_dir
 from lerf.apps.cli import parse_args
+from lerf.evaluation.language_eval import LEVELS
 from lerf.evaluation.lerf_ovs import (SCENES, SceneInput, benchmark_summary, check_data_root, evaluate_scene,
                                       is_trained_run, write_benchmark)
-from lerf.evaluation.language_eval import LEVELS
 from lerf.evaluation.localization import LERF_OVS_SMOOTH_K
 from lerf.evaluation.segmentation import LERF_OVS_THRESHOLD
 

@@ -13,8 +13,8 @@ from lerf.evaluation.language_eval import evaluate_localization_and_segmentation
 from lerf.evaluation.poses import pose_errors
 from lerf.evaluation.views import evaluate_views
 from lerf.model import LerfModel
-from lerf.query.engine import QueryEngine
 from lerf.model.visibility import load_visibility
+from lerf.query.engine import QueryEngine
 
 log = logging.getLogger(__name__)
 

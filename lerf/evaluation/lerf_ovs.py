@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from lerf.model.checkpoint import has_checkpoint
 from lerf.data.atomic import write_json, write_text
 from lerf.data.colmap import read_colmap
 from lerf.evaluation.labels import load_label_dir
@@ -26,6 +25,7 @@ from lerf.evaluation.localization import LocalizationResult, summarize_localizat
 from lerf.evaluation.report import markdown_table
 from lerf.evaluation.run_eval import match_frames
 from lerf.evaluation.segmentation import SegmentationResult, summarize_segmentation
+from lerf.model.checkpoint import has_checkpoint
 from lerf.query.run import load_run
 
 log = logging.getLogger(__name__)

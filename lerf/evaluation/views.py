@@ -12,9 +12,9 @@ from lerf.data.atomic import write_json
 from lerf.data.scene import SceneData
 from lerf.evaluation.image_metrics import psnr, ssim
 from lerf.model import LerfModel
+from lerf.model.render_view import render_view
 from lerf.query.images import colorize, to_uint8
 from lerf.query.outputs import check_writable
-from lerf.model.render_view import render_view
 from lerf.query.run import load_run
 
 log = logging.getLogger(__name__)

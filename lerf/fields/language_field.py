@@ -13,9 +13,9 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from lerf.config import LanguageConfig
+from lerf.data.scale_modes import check_scale_mode, head_scale
 from lerf.fields.encodings import mlp
 from lerf.fields.nerf_field import make_grid
-from lerf.data.scale_modes import check_scale_mode, head_scale
 
 
 class LanguageField(nn.Module):

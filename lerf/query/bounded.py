@@ -45,8 +45,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lerf.data.cameras import Cameras
-from lerf.query.relevancy import Visible, query_samples, relevancy_of_differences
 from lerf.model.render_view import render_view
+from lerf.query.relevancy import Visible, query_samples, relevancy_of_differences
 
 EPS = 1e-5  # absolute margin on similarities for float rounding in the bound arithmetic
 ERROR_COLUMNS = 2  # e_perp, e_round (fp32)

@@ -26,13 +26,13 @@ from torch import Tensor
 
 from lerf.config import RelevancyConfig
 from lerf.data.cameras import Cameras
+from lerf.model.render_view import render_view
+from lerf.model.visibility import VisibilityGrid
 from lerf.query.bounded import LowRankFactors, exact_relevancy, rank_for_budget, render_low_rank, search_maps, \
     text_directions
 from lerf.query.relevancy import (QueryResult, TextEmbeddings, best_scale, query_samples, relevancy,
                                   relevancy_of_differences, scale_values, search_scale, share_weighted,
                                   validate_prompt)
-from lerf.model.render_view import render_view
-from lerf.model.visibility import VisibilityGrid
 
 
 @dataclass

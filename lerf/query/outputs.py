@@ -16,8 +16,8 @@ from torch import Tensor
 from lerf.data.atomic import replace_atomically, save_npy, write_json
 from lerf.data.exclusive import exclusive
 from lerf.query.engine import ViewRender
-from lerf.query.relevancy import QueryResult
 from lerf.query.images import colorize, overlay, to_uint8
+from lerf.query.relevancy import QueryResult
 
 
 SLUG_CHARS = 40

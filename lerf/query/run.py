@@ -13,19 +13,19 @@ from typing import Optional, Sequence
 
 import torch
 
-from lerf.model.checkpoint import load_checkpoint
 from lerf.config import RelevancyConfig, TrainConfig
 from lerf.data.cameras import Cameras
-from lerf.data.scene import SceneData, load_scene
-from lerf.model.device import resolve_device
-from lerf.encoders.factory import clip_encoder_for
 from lerf.data.scale_modes import ScaleRange
+from lerf.data.scene import SceneData, load_scene
+from lerf.encoders.factory import clip_encoder_for
 from lerf.model import LerfModel
+from lerf.model.checkpoint import load_checkpoint
+from lerf.model.device import resolve_device
+from lerf.model.render_view import render_view
+from lerf.model.visibility import VISIBILITY_FILE, VisibilityGrid, build_visibility, load_visibility
 from lerf.query.engine import QueryEngine, ViewRender
 from lerf.query.points3d import PLY_THRESHOLD, RelevantPoints, relevant_points
 from lerf.query.relevancy import QueryResult, scale_values, validate_prompt
-from lerf.model.render_view import render_view
-from lerf.model.visibility import VISIBILITY_FILE, VisibilityGrid, build_visibility, load_visibility
 
 log = logging.getLogger(__name__)
 

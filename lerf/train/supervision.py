@@ -12,13 +12,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lerf.config import TrainConfig
+from lerf.data.scale_modes import ScaleRange, TrainingCrops, scale_unit, training_scales
 from lerf.data.scene import SceneData
 from lerf.data.units import metres_per_pixel
-from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
 from lerf.encoders.base import ClipEncoder
+from lerf.encoders.cache import load_or_build_clip_pyramid, load_or_build_dino_maps, scene_cache_dir
 from lerf.encoders.factory import clip_encoder_for, dino_encoder_for, dino_ids_for, pyramid_inputs
 from lerf.encoders.pyramid import PyramidInputs
-from lerf.data.scale_modes import ScaleRange, TrainingCrops, scale_unit, training_scales
 from lerf.model import LerfModel
 from lerf.train.rays import spread_indices
 

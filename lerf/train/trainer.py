@@ -13,19 +13,19 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from lerf.model import checkpoint as ckpt
 from lerf.config import TrainConfig, apply_overrides, to_plain, to_typed, with_absolute_paths
 from lerf.data.atomic import write_json, write_yaml
 from lerf.data.cameras import Cameras
 from lerf.data.pose_refinement import mean_correction
-from lerf.data.scene import SceneData, load_scene
 from lerf.data.scale_modes import ScaleRange
-from lerf.model.device import resolve_device, set_threads
+from lerf.data.scene import SceneData, load_scene
+from lerf.model import checkpoint as ckpt
 from lerf.model import LerfModel, SceneGeometry, build_model
+from lerf.model.device import resolve_device, set_threads
 from lerf.model.visibility import build_visibility, load_visibility, save_visibility
+from lerf.train.cost import announce_run_cost
 from lerf.train.losses import distortion_loss, interlevel_loss, rgb_loss
 from lerf.train.optim import build_optimizer
-from lerf.train.cost import announce_run_cost
 from lerf.train.provenance import write_provenance
 from lerf.train.rarity import RaritySampler
 from lerf.train.rays import RayBatch, RaySampler
